@@ -1,0 +1,42 @@
+package v1alpha1
+
+// Condition types. Ready is kstatus's summary condition.
+const (
+	ReadyCondition = "Ready"
+)
+
+// Condition and Event reasons. An Event about a Cluster carries the same reason as the condition or
+// failure entry that reports it, so `kubectl get events --field-selector reason=X` finds them.
+const (
+	// ReasonRegistered: every selected cluster is registered and current.
+	ReasonRegistered = "Registered"
+	// ReasonPartiallyRegistered: some selected clusters failed; see status.failures.
+	ReasonPartiallyRegistered = "PartiallyRegistered"
+	// ReasonProgressing: some selected clusters are not registered yet (for example, waiting for their control plane).
+	ReasonProgressing = "Progressing"
+	// ReasonNoClustersSelected: the selectors match no Cluster.
+	ReasonNoClustersSelected = "NoClustersSelected"
+	// ReasonSuspended: spec.suspend is true.
+	ReasonSuspended = "Suspended"
+	// ReasonInvalidSpec: the spec cannot be used (for example a name template that does not render).
+	ReasonInvalidSpec = "InvalidSpec"
+
+	// ReasonWaitingForControlPlane: the Cluster's control plane is not initialized yet.
+	ReasonWaitingForControlPlane = "WaitingForControlPlane"
+	// ReasonKubeconfigMissing: the CAPI <cluster>-kubeconfig Secret does not exist.
+	ReasonKubeconfigMissing = "KubeconfigMissing"
+	// ReasonKubeconfigInvalid: the kubeconfig cannot be parsed or used in the chosen mode.
+	ReasonKubeconfigInvalid = "KubeconfigInvalid"
+	// ReasonClusterUnreachable: the workload API server's /version probe failed.
+	ReasonClusterUnreachable = "ClusterUnreachable"
+	// ReasonAccessDenied: the workload cluster refused the CAPI credentials for a needed call.
+	ReasonAccessDenied = "AccessDenied"
+	// ReasonTokenRequestFailed: minting a ServiceAccount token failed.
+	ReasonTokenRequestFailed = "TokenRequestFailed"
+	// ReasonConflict: another Registration registers the same cluster into the same namespace.
+	ReasonConflict = "Conflict"
+	// ReasonWriteFailed: writing a secret on the management cluster failed.
+	ReasonWriteFailed = "WriteFailed"
+	// ReasonDeregistered: the cluster's secrets and workload-side credentials were removed.
+	ReasonDeregistered = "Deregistered"
+)

@@ -1,0 +1,95 @@
+// Command fleetbridge runs the registrar (Cluster API clusters into Argo CD and Flux secrets) against the
+// cluster its kubeconfig or in-cluster config points at. It only wires flags to the registrar package.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/registrar"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetbridge:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		metricsAddr, probeAddr  string
+		leaderElect             bool
+		leaderElectionNamespace string
+		enableRegistrar         bool
+		kubeQPS                 float64
+		kubeBurst               int
+		opts                    = registrar.DefaultOptions()
+		workloadQPS             = float64(opts.WorkloadQPS)
+		zapOpts                 = zap.Options{}
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables it).")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles.")
+	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	flag.BoolVar(&enableRegistrar, "enable-registrar", true, "Run the registrar controllers.")
+	flag.Float64Var(&kubeQPS, "kube-api-qps", 200, "Client QPS towards the management API server.")
+	flag.IntVar(&kubeBurst, "kube-api-burst", 400, "Client burst towards the management API server.")
+	flag.DurationVar(&opts.Resync, "resync", opts.Resync, "How often a registered cluster is probed again when nothing changes.")
+	flag.DurationVar(&opts.ProbeTimeout, "workload-timeout", opts.ProbeTimeout, "Timeout of each call to a workload API server.")
+	flag.Float64Var(&workloadQPS, "workload-api-qps", workloadQPS, "Client QPS towards each workload API server.")
+	flag.IntVar(&opts.WorkloadBurst, "workload-api-burst", opts.WorkloadBurst, "Client burst towards each workload API server.")
+	flag.IntVar(&opts.Workers, "workers", opts.Workers, "Clusters reconciled in parallel.")
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	opts.WorkloadQPS = float32(workloadQPS)
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(clusterv1.AddToScheme(scheme))
+	utilruntime.Must(fleetv1.AddToScheme(scheme))
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = float32(kubeQPS), kubeBurst
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "fleetbridge.fleetbridge.io",
+		LeaderElectionNamespace: leaderElectionNamespace,
+		Cache:                   cache.Options{ByObject: registrar.CacheByObject()},
+	})
+	if err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if enableRegistrar {
+		if _, err := registrar.Setup(ctx, mgr, opts); err != nil {
+			return err
+		}
+	}
+	return mgr.Start(ctx)
+}

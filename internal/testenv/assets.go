@@ -1,0 +1,93 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// RepoRoot is the directory holding fleetbridge's go.mod, found by walking up from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.HasPrefix(bytes.TrimSpace(data), []byte("module github.com/fleetbridge/fleetbridge\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("testenv: no fleetbridge go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// BinaryAssetsDir is where kube-apiserver and etcd are: $KUBEBUILDER_ASSETS, else <repo>/bin/k8s.
+func BinaryAssetsDir() (string, error) {
+	dir := os.Getenv("KUBEBUILDER_ASSETS")
+	if dir == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(root, "bin", "k8s")
+	}
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return "", fmt.Errorf("testenv: %s not found in %s: run `make envtest-assets` (make test does it)", name, dir)
+		}
+	}
+	return dir, nil
+}
+
+var moduleDirs sync.Map
+
+// ModuleDir is the module cache directory of a dependency of the main module, so tests can load the
+// CRDs that ship inside it without committing copies.
+func ModuleDir(module string) (string, error) {
+	if dir, ok := moduleDirs.Load(module); ok {
+		return dir.(string), nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("testenv: go list -m %s: %w", module, err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		return "", fmt.Errorf("testenv: module %s is not downloaded", module)
+	}
+	moduleDirs.Store(module, dir)
+	return dir, nil
+}
+
+// CRDPaths are the CRD files the management server installs: fleetbridge's own and the Cluster API
+// Cluster and ClusterClass CRDs from the cluster-api module.
+func CRDPaths() ([]string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	capi, err := ModuleDir("sigs.k8s.io/cluster-api")
+	if err != nil {
+		return nil, err
+	}
+	capiCRDs := filepath.Join(capi, "core", "config", "crd", "bases")
+	return []string{
+		filepath.Join(root, "config", "crd", "bases"),
+		filepath.Join(capiCRDs, "cluster.x-k8s.io_clusters.yaml"),
+		filepath.Join(capiCRDs, "cluster.x-k8s.io_clusterclasses.yaml"),
+	}, nil
+}

@@ -1,0 +1,146 @@
+package registrar
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fleetbridge/fleetbridge/internal/owned"
+)
+
+// ownedFields are the label, annotation and data keys fleetbridge's field manager last applied.
+type ownedFields struct {
+	labels, annotations, data map[string]bool
+}
+
+// appliedFields reads fleetbridge's server-side apply entry from managedFields.
+func appliedFields(obj metav1.Object) ownedFields {
+	out := ownedFields{labels: map[string]bool{}, annotations: map[string]bool{}, data: map[string]bool{}}
+	for _, entry := range obj.GetManagedFields() {
+		if entry.Manager != owned.FieldManager || entry.Operation != metav1.ManagedFieldsOperationApply || entry.FieldsV1 == nil {
+			continue
+		}
+		var fields map[string]map[string]any
+		if err := json.Unmarshal(entry.FieldsV1.Raw, &fields); err != nil {
+			continue
+		}
+		collect := func(set map[string]bool, m any) {
+			if keys, ok := m.(map[string]any); ok {
+				for k := range keys {
+					if len(k) > 2 && k[:2] == "f:" {
+						set[k[2:]] = true
+					}
+				}
+			}
+		}
+		collect(out.data, fields["f:data"])
+		if md := fields["f:metadata"]; md != nil {
+			collect(out.labels, md["f:labels"])
+			collect(out.annotations, md["f:annotations"])
+		}
+	}
+	return out
+}
+
+// secretUpToDate says whether existing already holds everything desired, and nothing fleetbridge applied
+// before and no longer wants. Fields other writers own (Argo CD's auto-labels, for instance) are ignored,
+// so tolerating them costs no write.
+func secretUpToDate(existing, desired *corev1.Secret) bool {
+	if existing == nil {
+		return false
+	}
+	if existing.Type != desired.Type && !(existing.Type == "" && desired.Type == corev1.SecretTypeOpaque) {
+		return false
+	}
+	if !containsStrings(existing.Labels, desired.Labels) || !containsStrings(existing.Annotations, desired.Annotations) {
+		return false
+	}
+	for k, v := range desired.Data {
+		if got, ok := existing.Data[k]; !ok || !bytes.Equal(got, v) {
+			return false
+		}
+	}
+	prev := appliedFields(existing)
+	for k := range prev.labels {
+		if _, ok := desired.Labels[k]; !ok {
+			if _, still := existing.Labels[k]; still {
+				return false
+			}
+		}
+	}
+	for k := range prev.annotations {
+		if _, ok := desired.Annotations[k]; !ok {
+			if _, still := existing.Annotations[k]; still {
+				return false
+			}
+		}
+	}
+	for k := range prev.data {
+		if _, ok := desired.Data[k]; !ok {
+			if _, still := existing.Data[k]; still {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func containsStrings(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// applySecret server-side applies exactly the desired fields as fleetbridge's field manager, taking
+// them back from anyone who changed them and dropping the ones fleetbridge no longer wants.
+func applySecret(ctx context.Context, c client.Client, desired *corev1.Secret) error {
+	ac := corev1ac.Secret(desired.Name, desired.Namespace).
+		WithLabels(desired.Labels).
+		WithType(desired.Type).
+		WithData(desired.Data)
+	if len(desired.Annotations) > 0 {
+		ac = ac.WithAnnotations(desired.Annotations)
+	}
+	return c.Apply(ctx, ac, client.FieldOwner(owned.FieldManager), client.ForceOwnership)
+}
+
+// secretHash digests what fleetbridge applies to a Secret (labels, annotations, type, data).
+func secretHash(s *corev1.Secret) string {
+	h := sha256.New()
+	write := func(m map[string]string) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			h.Write([]byte(k + "\x00" + m[k] + "\x00"))
+		}
+		h.Write([]byte{1})
+	}
+	write(s.Labels)
+	write(s.Annotations)
+	h.Write([]byte(s.Type + "\x01"))
+	keys := make([]string, 0, len(s.Data))
+	for k := range s.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		h.Write([]byte(k + "\x00"))
+		h.Write(s.Data[k])
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,165 @@
+package registrar
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"text/template"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/argocd"
+	"github.com/fleetbridge/fleetbridge/internal/owned"
+)
+
+// clusterFacts are what the probe learned about a workload cluster.
+type clusterFacts struct {
+	KubernetesVersion string
+}
+
+// tokenTimes are a minted token's issue and expiry times, recorded on the secrets that carry it so a
+// restarted controller knows when to renew without asking the workload cluster.
+type tokenTimes struct {
+	IssuedAt, ExpiresAt time.Time
+}
+
+// argoSecretName is the Argo CD cluster Secret's name: readable, and unique across CAPI namespaces
+// because the hash covers the namespace/name pair ("a-b"/"c" and "a"/"b-c" differ).
+func argoSecretName(cluster types.NamespacedName) string {
+	return fmt.Sprintf("fleetbridge-%s-%s-%s", cluster.Namespace, cluster.Name, owned.ShortHash(cluster.Namespace, cluster.Name))
+}
+
+// templateData is what name templates see.
+type templateData struct {
+	Namespace, Name string
+	Labels          map[string]string
+}
+
+// renderTemplate renders a name template for a Cluster; the result must be a non-empty single line.
+func renderTemplate(field, text string, cluster *clusterv1.Cluster) (string, error) {
+	tmpl, err := template.New(field).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("%s does not parse: %w", field, err)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, templateData{Namespace: cluster.Namespace, Name: cluster.Name, Labels: cluster.Labels}); err != nil {
+		return "", fmt.Errorf("%s does not render: %w", field, err)
+	}
+	out := strings.TrimSpace(buf.String())
+	if out == "" || strings.ContainsAny(out, "\n\r") {
+		return "", fmt.Errorf("%s renders an empty or multi-line name", field)
+	}
+	return out, nil
+}
+
+// reservedLabelPrefixes may never be copied from a Cluster: they would let a Cluster's labels change
+// what a secret is (its Argo CD type) or whom it belongs to.
+var reservedLabelPrefixes = []string{"fleetbridge.io/", "argocd.argoproj.io/", "reconcile.fluxcd.io/"}
+
+// propagatedLabels are the Cluster labels the Registration asks to copy.
+func propagatedLabels(patterns []string, clusterLabels map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range clusterLabels {
+		if hasAnyPrefix(k, reservedLabelPrefixes) {
+			continue
+		}
+		for _, p := range patterns {
+			if p == k || (strings.HasSuffix(p, "*") && strings.HasPrefix(k, strings.TrimSuffix(p, "*"))) {
+				out[k] = v
+				break
+			}
+		}
+	}
+	return out
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// factLabels describe the cluster for selectors; values that are not valid label values are left out.
+func factLabels(cluster *clusterv1.Cluster, facts clusterFacts) map[string]string {
+	out := map[string]string{}
+	put := func(k, v string) {
+		v = strings.ReplaceAll(v, "+", "_")
+		if v != "" && len(validation.IsValidLabelValue(v)) == 0 {
+			out[k] = v
+		}
+	}
+	put(owned.LabelKubernetesVersion, facts.KubernetesVersion)
+	put(owned.LabelClusterClass, cluster.Spec.Topology.ClassRef.Name)
+	put(owned.LabelInfrastructureKind, cluster.Spec.InfrastructureRef.Kind)
+	return out
+}
+
+// secretLabels are every label on a secret written for one Registration and Cluster. Ownership
+// labels are applied last so nothing can override them.
+func secretLabels(reg *fleetv1.Registration, cluster *clusterv1.Cluster, facts clusterFacts, output string) map[string]string {
+	out := propagatedLabels(reg.Spec.Labels.Propagate, cluster.Labels)
+	for k, v := range reg.Spec.Labels.Static {
+		if !hasAnyPrefix(k, reservedLabelPrefixes) {
+			out[k] = v
+		}
+	}
+	for k, v := range factLabels(cluster, facts) {
+		out[k] = v
+	}
+	for k, v := range owned.Labels(reg.Name, types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}, output) {
+		out[k] = v
+	}
+	return out
+}
+
+func tokenAnnotations(t *tokenTimes) map[string]string {
+	if t == nil {
+		return nil
+	}
+	return map[string]string{
+		owned.AnnotationTokenIssuedAt:  t.IssuedAt.UTC().Format(time.RFC3339),
+		owned.AnnotationTokenExpiresAt: t.ExpiresAt.UTC().Format(time.RFC3339),
+	}
+}
+
+// desiredArgoSecret is the Argo CD cluster Secret for one Registration and Cluster.
+func desiredArgoSecret(reg *fleetv1.Registration, cluster *clusterv1.Cluster, server string, config argocd.ClusterConfig,
+	token *tokenTimes, facts clusterFacts) (*corev1.Secret, error) {
+	name, err := renderTemplate("spec.argocd.nameTemplate", nameTemplate(reg), cluster)
+	if err != nil {
+		return nil, err
+	}
+	data, err := argocd.ClusterSecretData{
+		Name:             name,
+		Server:           server,
+		Project:          reg.Spec.ArgoCD.Project,
+		Namespaces:       reg.Spec.ArgoCD.Namespaces,
+		ClusterResources: reg.Spec.ArgoCD.ClusterResources,
+		Config:           config,
+	}.Data()
+	if err != nil {
+		return nil, err
+	}
+	labels := secretLabels(reg, cluster, facts, owned.OutputArgoCD)
+	labels[argocd.SecretTypeLabel] = argocd.SecretTypeCluster
+	return &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   argoNamespace(reg),
+			Name:        argoSecretName(types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}),
+			Labels:      labels,
+			Annotations: tokenAnnotations(token),
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}, nil
+}

@@ -1,0 +1,168 @@
+package registrar
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/fleetbridge/fleetbridge/internal/testenv"
+)
+
+// The management server is shared by the package's envtest tests (one start, about 4 s).
+var mgmt *testenv.Management
+
+func TestMain(m *testing.M) {
+	if os.Getenv("FLEETBRIDGE_TEST_LOGS") != "" {
+		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+	}
+	var err error
+	mgmt, err = testenv.StartManagement(testenv.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := mgmt.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// writeCounter counts mutating API requests passing through a transport.
+type writeCounter struct {
+	n     atomic.Int64
+	mu    sync.Mutex
+	paths []string
+}
+
+func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			w.n.Add(1)
+			w.mu.Lock()
+			w.paths = append(w.paths, req.Method+" "+req.URL.Path)
+			w.mu.Unlock()
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+func (w *writeCounter) reset() {
+	w.n.Store(0)
+	w.mu.Lock()
+	w.paths = nil
+	w.mu.Unlock()
+}
+
+func (w *writeCounter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.paths, ", ")
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// testClock is a clock tests can move forward.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+// runningManager is a registrar running in this process against the management server.
+type runningManager struct {
+	reg            *Registrar
+	mgmtWrites     *writeCounter
+	workloadWrites *writeCounter
+	clock          *testClock
+	cancel         context.CancelFunc
+	done           chan error
+}
+
+func startManager(t *testing.T) *runningManager {
+	t.Helper()
+	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, clock: &testClock{}, done: make(chan error, 1)}
+	cfg := *mgmt.Config
+	cfg.Wrap(rm.mgmtWrites.wrap)
+	cfg.QPS, cfg.Burst = 200, 400
+	mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
+		Scheme:                 testenv.NewScheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{ByObject: CacheByObject()},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.Now = rm.clock.Now
+	opts.WrapWorkloadTransport = rm.workloadWrites.wrap
+	opts.ProbeTimeout = 3 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	rm.cancel = cancel
+	rm.reg, err = Setup(ctx, mgr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { rm.done <- mgr.Start(ctx) }()
+	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer syncCancel()
+	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+		t.Fatal("manager cache did not sync")
+	}
+	return rm
+}
+
+func (rm *runningManager) stop(t *testing.T) {
+	t.Helper()
+	rm.cancel()
+	select {
+	case err := <-rm.done:
+		if err != nil {
+			t.Fatalf("manager stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("manager did not stop")
+	}
+}
+
+// eventually retries check until it succeeds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}

@@ -1,0 +1,83 @@
+package registrar
+
+import (
+	"fmt"
+	"sort"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+)
+
+// statusInput is everything a Registration's status is computed from.
+type statusInput struct {
+	generation int64
+	suspended  bool
+	specError  error
+	selected   []types.NamespacedName
+	results    map[types.NamespacedName]clusterResult
+}
+
+// computeStatus summarises per-cluster results into counts, a bounded failure list and the Ready
+// condition. It returns complete=false while a selected Cluster has no result yet (just after a start),
+// so the controller does not publish counts that would only flap.
+func computeStatus(prev fleetv1.RegistrationStatus, in statusInput) (fleetv1.RegistrationStatus, bool) {
+	out := fleetv1.RegistrationStatus{ObservedGeneration: in.generation}
+	out.Conditions = append(out.Conditions, prev.Conditions...)
+	complete := true
+	var failures []fleetv1.ClusterFailure
+	waiting := 0
+	for _, key := range in.selected {
+		res, ok := in.results[key]
+		if !ok {
+			complete = false
+			continue
+		}
+		switch {
+		case res.Registered:
+			out.Registered++
+		case res.Failing:
+			out.Failing++
+			failures = append(failures, fleetv1.ClusterFailure{Namespace: key.Namespace, Name: key.Name, Reason: res.Reason, Message: res.Message})
+		default:
+			waiting++
+		}
+	}
+	out.Selected = int32(len(in.selected))
+	sort.Slice(failures, func(i, j int) bool {
+		if failures[i].Namespace != failures[j].Namespace {
+			return failures[i].Namespace < failures[j].Namespace
+		}
+		return failures[i].Name < failures[j].Name
+	})
+	if len(failures) > fleetv1.MaxReportedFailures {
+		failures = failures[:fleetv1.MaxReportedFailures]
+	}
+	out.Failures = failures
+
+	cond := metav1.Condition{Type: fleetv1.ReadyCondition, ObservedGeneration: in.generation}
+	switch {
+	case in.specError != nil:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fleetv1.ReasonInvalidSpec, in.specError.Error()
+		complete = true
+	case in.suspended:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, fleetv1.ReasonSuspended, "reconciliation is suspended; existing secrets are kept"
+		complete = true
+	case len(in.selected) == 0:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, fleetv1.ReasonNoClustersSelected, "no Cluster matches the selectors"
+	case out.Failing > 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, fleetv1.ReasonPartiallyRegistered
+		cond.Message = fmt.Sprintf("%d of %d selected clusters failing; first: %s/%s: %s", out.Failing, out.Selected,
+			failures[0].Namespace, failures[0].Name, failures[0].Reason)
+	case waiting > 0 || !complete:
+		cond.Status, cond.Reason = metav1.ConditionUnknown, fleetv1.ReasonProgressing
+		cond.Message = fmt.Sprintf("%d of %d selected clusters registered; the rest wait for their control plane", out.Registered, out.Selected)
+	default:
+		cond.Status, cond.Reason = metav1.ConditionTrue, fleetv1.ReasonRegistered
+		cond.Message = fmt.Sprintf("%d clusters registered", out.Registered)
+	}
+	meta.SetStatusCondition(&out.Conditions, cond)
+	return out, complete
+}

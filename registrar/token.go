@@ -1,0 +1,103 @@
+package registrar
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// currentToken is the token fleetbridge last wrote for one Registration and Cluster.
+type currentToken struct {
+	Token string
+	Times tokenTimes
+}
+
+// renewAt is when a token is renewed: at two thirds of its lifetime, brought forward by up to a tenth of
+// the lifetime. The jitter comes from a hash of seed, so it is stable across reconciles and restarts
+// (no churn) yet spreads a fleet whose tokens were minted together.
+func renewAt(t tokenTimes, seed string) time.Time {
+	life := t.ExpiresAt.Sub(t.IssuedAt)
+	if life <= 0 {
+		return t.IssuedAt
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(seed))
+	var jitter time.Duration
+	if window := uint64(life / 10); window > 0 {
+		jitter = time.Duration(h.Sum64() % window)
+	}
+	return t.IssuedAt.Add(life * 2 / 3).Add(-jitter)
+}
+
+// tokenDecision says whether a new token must be minted, and why (for logs; never the token).
+func tokenDecision(cur *currentToken, serviceAccountUID types.UID, ttl time.Duration, now time.Time, seed string) (bool, string) {
+	switch {
+	case cur == nil || cur.Token == "" || cur.Times.ExpiresAt.IsZero():
+		return true, "no token yet"
+	case !now.Before(cur.Times.ExpiresAt):
+		return true, "token expired"
+	case serviceAccountUID != "" && tokenServiceAccountUID(cur.Token) != string(serviceAccountUID):
+		return true, "ServiceAccount was recreated"
+	case !now.Before(renewAt(cur.Times, seed)):
+		return true, "renewal due"
+	case float64(ttl) < 0.9*float64(cur.Times.ExpiresAt.Sub(cur.Times.IssuedAt)):
+		// A shorter TTL was asked for; a longer one waits for the regular renewal, so an API server that
+		// caps token lifetimes cannot cause a renewal loop.
+		return true, "tokenTTL shortened"
+	}
+	return false, ""
+}
+
+// tokenLifetime is exp - iat of a JWT, or 0 when the claims are missing.
+func tokenLifetime(token string) time.Duration {
+	var claims struct {
+		IssuedAt  int64 `json:"iat"`
+		ExpiresAt int64 `json:"exp"`
+	}
+	if !decodeClaims(token, &claims) || claims.IssuedAt == 0 || claims.ExpiresAt <= claims.IssuedAt {
+		return 0
+	}
+	return time.Duration(claims.ExpiresAt-claims.IssuedAt) * time.Second
+}
+
+func decodeClaims(token string, into any) bool {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return false
+	}
+	return json.Unmarshal(payload, into) == nil
+}
+
+// tokenServiceAccountUID reads the ServiceAccount UID claim of a bound ServiceAccount token. The token is
+// one fleetbridge minted, so its signature is not checked here: a mismatch only triggers a new mint.
+func tokenServiceAccountUID(token string) string {
+	var claims struct {
+		Kubernetes struct {
+			ServiceAccount struct {
+				UID string `json:"uid"`
+			} `json:"serviceaccount"`
+		} `json:"kubernetes.io"`
+	}
+	if !decodeClaims(token, &claims) {
+		return ""
+	}
+	return claims.Kubernetes.ServiceAccount.UID
+}
+
+// parseTokenTimes reads the timing annotations of a written secret.
+func parseTokenTimes(annotations map[string]string, issuedKey, expiresKey string) (tokenTimes, bool) {
+	issued, err1 := time.Parse(time.RFC3339, annotations[issuedKey])
+	expires, err2 := time.Parse(time.RFC3339, annotations[expiresKey])
+	if err1 != nil || err2 != nil {
+		return tokenTimes{}, false
+	}
+	return tokenTimes{IssuedAt: issued, ExpiresAt: expires}, true
+}
