@@ -16,8 +16,16 @@ K8S_STAMP := $(K8S_BIN)/.stamp-$(KUBE_VERSION)-$(ETCD_VERSION)
 
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
 
+# Argo CD's real ApplicationSet controller (one multi-call binary), built from hack/conformance's pin.
+ARGOCD_BIN := $(BIN)/argocd
+ARGOCD_STAMP := $(BIN)/.stamp-argocd-$(shell grep -m1 -o 'argo-cd/v2 v[0-9.]*' hack/conformance/go.mod | cut -d' ' -f2)
+export ARGOCD_BINARY := $(ARGOCD_BIN)
+
+# The main module's tests write what fleetbridge produced here; hack/conformance feeds it to Argo CD's code.
+FIXTURES := $(BIN)/fixtures
+
 # Every Go module in the tree; verify tidies each one.
-MODULES := . hack/tools hack/k8s
+MODULES := . hack/tools hack/k8s hack/conformance
 
 .PHONY: help
 help: ## Show this help.
@@ -65,9 +73,20 @@ $(K8S_STAMP): hack/k8s/go.mod
 	rm -f $(K8S_BIN)/.stamp-*
 	touch $@
 
+.PHONY: argocd-bin
+argocd-bin: $(ARGOCD_STAMP) ## Build Argo CD's binary (ApplicationSet controller for end-to-end tests) into bin/.
+
+$(ARGOCD_STAMP): hack/conformance/go.mod
+	mkdir -p $(BIN)
+	cd hack/conformance && go build -o $(ARGOCD_BIN) github.com/argoproj/argo-cd/v2/cmd
+	rm -f $(BIN)/.stamp-argocd-*
+	touch $@
+
 .PHONY: test
-test: envtest-assets ## Unit and envtest integration tests (-race); the README's test command.
-	go test -race -count=1 ./...
+test: envtest-assets argocd-bin ## Unit, envtest integration (-race), Argo CD conformance and end-to-end tests; the README's test command.
+	rm -rf $(FIXTURES) && mkdir -p $(FIXTURES)
+	FLEETBRIDGE_FIXTURES=$(FIXTURES) go test -race -count=1 -timeout 30m ./...
+	cd hack/conformance && FLEETBRIDGE_FIXTURES=$(FIXTURES) go test -count=1 ./...
 
 .PHONY: test-short
 test-short: ## Unit tests only (no API server).

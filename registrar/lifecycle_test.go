@@ -98,7 +98,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 		expectTokenWorks(t, ctx, argoSecret(t, ctx, k2), true)
 		expectNoAdminCredentials(t, ctx, edge1, edge2)
 		expectEvent(t, ctx, "edge-1", fleetv1.ReasonRegistered)
-		writeFixtures(t, ctx)
+		writeFixtures(t, ctx, argoNS)
 	})
 
 	t.Run("no-op reconciles make zero writes", func(t *testing.T) {
@@ -479,7 +479,7 @@ func expectNoAdminCredentials(t *testing.T, ctx context.Context, workloads ...*t
 
 // writeFixtures hands the produced Argo CD cluster Secrets to hack/conformance, which feeds them to
 // Argo CD's own parser. make test sets FLEETBRIDGE_FIXTURES.
-func writeFixtures(t *testing.T, ctx context.Context) {
+func writeFixtures(t *testing.T, ctx context.Context, namespace string) {
 	t.Helper()
 	dir := os.Getenv("FLEETBRIDGE_FIXTURES")
 	if dir == "" {
@@ -488,7 +488,7 @@ func writeFixtures(t *testing.T, ctx context.Context) {
 	dir = filepath.Join(dir, "argocd-cluster-secrets")
 	must(t, os.MkdirAll(dir, 0o755))
 	list := &corev1.SecretList{}
-	must(t, mgmt.Client.List(ctx, list, client.InNamespace(argoNS), client.MatchingLabels{argocd.SecretTypeLabel: argocd.SecretTypeCluster}))
+	must(t, mgmt.Client.List(ctx, list, client.InNamespace(namespace), client.MatchingLabels{argocd.SecretTypeLabel: argocd.SecretTypeCluster}))
 	for _, s := range list.Items {
 		s.ManagedFields = nil
 		out, err := yaml.Marshal(s)

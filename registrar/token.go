@@ -16,9 +16,10 @@ type currentToken struct {
 	Times tokenTimes
 }
 
-// renewAt is when a token is renewed: at two thirds of its lifetime, brought forward by up to a tenth of
+// renewAt is when a token is renewed: at two thirds of its lifetime, brought forward by up to a third of
 // the lifetime. The jitter comes from a hash of seed, so it is stable across reconciles and restarts
-// (no churn) yet spreads a fleet whose tokens were minted together.
+// (no churn) yet spreads a fleet whose tokens were minted together over a third of the lifetime (20
+// minutes for a 1h TTL); later renewals drift further apart because each cluster keeps its own offset.
 func renewAt(t tokenTimes, seed string) time.Time {
 	life := t.ExpiresAt.Sub(t.IssuedAt)
 	if life <= 0 {
@@ -27,7 +28,7 @@ func renewAt(t tokenTimes, seed string) time.Time {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(seed))
 	var jitter time.Duration
-	if window := uint64(life / 10); window > 0 {
+	if window := uint64(life / 3); window > 0 {
 		jitter = time.Duration(h.Sum64() % window)
 	}
 	return t.IssuedAt.Add(life * 2 / 3).Add(-jitter)

@@ -7,7 +7,12 @@ go 1.26.0
 
 tool github.com/argoproj/argo-cd/v2/cmd
 
-require github.com/argoproj/argo-cd/v2 v2.14.21
+require (
+	github.com/argoproj/argo-cd/v2 v2.14.21
+	k8s.io/api v0.31.0
+	k8s.io/client-go v0.31.0
+	sigs.k8s.io/yaml v1.4.0
+)
 
 require (
 	cloud.google.com/go/compute/metadata v0.5.0 // indirect
@@ -256,12 +261,10 @@ require (
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
-	k8s.io/api v0.31.0 // indirect
 	k8s.io/apiextensions-apiserver v0.31.2 // indirect
 	k8s.io/apimachinery v0.31.0 // indirect
 	k8s.io/apiserver v0.31.0 // indirect
 	k8s.io/cli-runtime v0.31.0 // indirect
-	k8s.io/client-go v0.31.0 // indirect
 	k8s.io/component-base v0.31.0 // indirect
 	k8s.io/component-helpers v0.31.0 // indirect
 	k8s.io/klog/v2 v2.130.1 // indirect
@@ -278,7 +281,6 @@ require (
 	sigs.k8s.io/kustomize/api v0.17.2 // indirect
 	sigs.k8s.io/kustomize/kyaml v0.17.1 // indirect
 	sigs.k8s.io/structured-merge-diff/v4 v4.4.4-0.20241211184406-7bf59b3d70ee // indirect
-	sigs.k8s.io/yaml v1.4.0 // indirect
 )
 
 replace (

@@ -51,8 +51,12 @@ var moduleDirs sync.Map
 
 // ModuleDir is the module cache directory of a dependency of the main module, so tests can load the
 // CRDs that ship inside it without committing copies.
-func ModuleDir(module string) (string, error) {
-	if dir, ok := moduleDirs.Load(module); ok {
+func ModuleDir(module string) (string, error) { return ModuleDirIn("", module) }
+
+// ModuleDirIn is ModuleDir for a dependency of the Go module at <repo>/<moduleRoot> (for example
+// hack/conformance, which pins Argo CD).
+func ModuleDirIn(moduleRoot, module string) (string, error) {
+	if dir, ok := moduleDirs.Load(moduleRoot + "|" + module); ok {
 		return dir.(string), nil
 	}
 	root, err := RepoRoot()
@@ -60,7 +64,7 @@ func ModuleDir(module string) (string, error) {
 		return "", err
 	}
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module)
-	cmd.Dir = root
+	cmd.Dir = filepath.Join(root, moduleRoot)
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("testenv: go list -m %s: %w", module, err)
@@ -69,8 +73,38 @@ func ModuleDir(module string) (string, error) {
 	if dir == "" {
 		return "", fmt.Errorf("testenv: module %s is not downloaded", module)
 	}
-	moduleDirs.Store(module, dir)
+	moduleDirs.Store(moduleRoot+"|"+module, dir)
 	return dir, nil
+}
+
+// ArgoCDCRDPaths are the Application, ApplicationSet and AppProject CRDs of the Argo CD version
+// hack/conformance pins, read from the module cache.
+func ArgoCDCRDPaths() ([]string, error) {
+	dir, err := ModuleDirIn(filepath.Join("hack", "conformance"), "github.com/argoproj/argo-cd/v2")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range []string{"application-crd.yaml", "applicationset-crd.yaml", "appproject-crd.yaml"} {
+		out = append(out, filepath.Join(dir, "manifests", "crds", name))
+	}
+	return out, nil
+}
+
+// ArgoCDBinary is Argo CD's multi-call binary built by `make argocd-bin`: $ARGOCD_BINARY, else <repo>/bin/argocd.
+func ArgoCDBinary() (string, error) {
+	path := os.Getenv("ARGOCD_BINARY")
+	if path == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return "", err
+		}
+		path = filepath.Join(root, "bin", "argocd")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("testenv: Argo CD binary not found at %s: run `make argocd-bin` (make test does it)", path)
+	}
+	return path, nil
 }
 
 // CRDPaths are the CRD files the management server installs: fleetbridge's own and the Cluster API
