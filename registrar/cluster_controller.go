@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -20,6 +22,7 @@ import (
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/argocd"
+	"github.com/fleetbridge/fleetbridge/internal/flux"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
 
@@ -175,17 +178,59 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 		config = argocd.KubeconfigConfig(conn.creds)
 	}
 
+	if facts.KubernetesVersion == "" {
+		facts.KubernetesVersion = versionLabelOf(reg.Name, written)
+	}
+	var desired []*corev1.Secret
 	if reg.Spec.ArgoCD != nil {
-		if facts.KubernetesVersion == "" {
-			facts.KubernetesVersion = versionLabelOf(reg.Name, written)
-		}
-		desired, err := desiredArgoSecret(reg, cluster, conn.creds.Server, config, times, facts)
+		s, err := desiredArgoSecret(reg, cluster, conn.creds.Server, config, times, facts)
 		if err != nil {
 			return clusterResult{Failing: true, Reason: fleetv1.ReasonInvalidSpec, Message: err.Error()}
 		}
-		if err := r.writeArgoSecret(ctx, reg, key, desired); err != nil {
+		desired = append(desired, s)
+	}
+	// A Flux output that cannot be rendered fails the cluster but does not hold back Argo CD's.
+	var fluxErr error
+	if reg.Spec.Flux != nil {
+		fluxErr = func() error {
+			namespaces, err := r.fluxNamespaces(ctx, reg)
+			if err != nil {
+				return err
+			}
+			token := ""
+			if config.BearerToken != "" && mode == fleetv1.CredentialsServiceAccountToken {
+				token = config.BearerToken
+			}
+			kc, err := flux.Kubeconfig(conn.creds, token)
+			if err != nil {
+				return failure(fleetv1.ReasonKubeconfigInvalid, "%s", err)
+			}
+			secrets, err := desiredFluxSecrets(reg, cluster, namespaces, kc, times, facts)
+			if err != nil {
+				return failure(fleetv1.ReasonInvalidSpec, "%s", err)
+			}
+			desired = append(desired, secrets...)
+			return nil
+		}()
+	}
+	for _, d := range desired {
+		var err error
+		if d.Labels[owned.LabelOutput] == owned.OutputArgoCD {
+			err = r.writeArgoSecret(ctx, reg, key, d)
+		} else {
+			err = r.writeOwnedSecret(ctx, reg, key, d)
+		}
+		if err != nil {
 			return failed(err, fleetv1.ReasonWriteFailed)
 		}
+	}
+	if fluxErr != nil {
+		return failed(fluxErr, fleetv1.ReasonKubeconfigInvalid)
+	}
+	// Secrets this Registration wrote for the cluster that are no longer wanted (a Flux namespace dropped
+	// from the list, an output removed from the spec) go away only once every wanted one is written.
+	if err := r.removeUnwanted(ctx, reg.Name, written, desired); err != nil {
+		return failed(err, fleetv1.ReasonWriteFailed)
 	}
 	res := clusterResult{Registered: true, Reason: fleetv1.ReasonRegistered, Message: "registered"}
 	if times != nil {
@@ -200,26 +245,99 @@ func failed(err error, fallback string) clusterResult {
 	return clusterResult{Failing: true, Reason: reasonOf(err, fallback), Message: shortError(err)}
 }
 
-// writeArgoSecret writes the desired Argo CD cluster Secret unless it is already current, refusing to
-// touch a Secret fleetbridge does not own or to duplicate another cluster's server URL or name.
-func (r *ClusterReconciler) writeArgoSecret(ctx context.Context, reg *fleetv1.Registration, cluster types.NamespacedName, desired *corev1.Secret) error {
+// ownedExisting returns the current version of a Secret fleetbridge is about to write (nil when it does
+// not exist), refusing a Secret that fleetbridge does not own or owns for another Registration or Cluster.
+func (r *ClusterReconciler) ownedExisting(ctx context.Context, reg *fleetv1.Registration, cluster types.NamespacedName, desired *corev1.Secret) (*corev1.Secret, error) {
 	existing := &corev1.Secret{}
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		existing = nil
-	case err != nil:
-		return err
-	}
-	if existing == nil {
 		// The cache holds only owned Secrets; a hand-made one with the same name would be invisible to it.
 		live := &corev1.Secret{}
 		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), live); err == nil {
-			return failure(fleetv1.ReasonConflict, "Secret %s/%s exists and is not managed by fleetbridge", desired.Namespace, desired.Name)
+			return nil, failure(fleetv1.ReasonConflict, "Secret %s/%s exists and is not managed by fleetbridge", desired.Namespace, desired.Name)
 		}
-	} else if existing.Labels[owned.LabelRegistration] != reg.Name || existing.Labels[owned.LabelClusterNamespace] != cluster.Namespace ||
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	if existing.Labels[owned.LabelRegistration] != reg.Name || existing.Labels[owned.LabelClusterNamespace] != cluster.Namespace ||
 		existing.Labels[owned.LabelClusterName] != cluster.Name {
-		return failure(fleetv1.ReasonConflict, "Secret %s/%s is managed for another Registration or Cluster", desired.Namespace, desired.Name)
+		return nil, failure(fleetv1.ReasonConflict, "Secret %s/%s is managed for Cluster %s/%s by Registration %s",
+			desired.Namespace, desired.Name, existing.Labels[owned.LabelClusterNamespace], existing.Labels[owned.LabelClusterName], existing.Labels[owned.LabelRegistration])
+	}
+	return existing, nil
+}
+
+// writeOwnedSecret writes a desired Secret unless it is current, never touching one it does not own.
+func (r *ClusterReconciler) writeOwnedSecret(ctx context.Context, reg *fleetv1.Registration, cluster types.NamespacedName, desired *corev1.Secret) error {
+	existing, err := r.ownedExisting(ctx, reg, cluster, desired)
+	if err != nil {
+		return err
+	}
+	return r.writeSecret(ctx, existing, desired, desired.Labels[owned.LabelOutput])
+}
+
+// removeUnwanted deletes the Secrets a Registration wrote for a Cluster that are not in desired.
+func (r *ClusterReconciler) removeUnwanted(ctx context.Context, registration string, written []corev1.Secret, desired []*corev1.Secret) error {
+	want := map[types.NamespacedName]bool{}
+	for _, d := range desired {
+		want[client.ObjectKeyFromObject(d)] = true
+	}
+	var errs []error
+	for i := range written {
+		s := &written[i]
+		if s.Labels[owned.LabelRegistration] != registration || want[client.ObjectKeyFromObject(s)] {
+			continue
+		}
+		errs = append(errs, r.deleteSecret(ctx, s))
+	}
+	return errors.Join(errs...)
+}
+
+// fluxNamespaces are the existing namespaces a Registration's flux block targets, sorted.
+func (r *ClusterReconciler) fluxNamespaces(ctx context.Context, reg *fleetv1.Registration) ([]string, error) {
+	set := map[string]bool{}
+	list := &corev1.NamespaceList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		return nil, err
+	}
+	existing := map[string]bool{}
+	for _, ns := range list.Items {
+		if ns.DeletionTimestamp.IsZero() {
+			existing[ns.Name] = true
+		}
+	}
+	for _, name := range reg.Spec.Flux.Namespaces {
+		if existing[name] {
+			set[name] = true
+		}
+	}
+	if reg.Spec.Flux.NamespaceSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(reg.Spec.Flux.NamespaceSelector)
+		if err != nil {
+			return nil, failure(fleetv1.ReasonInvalidSpec, "spec.flux.namespaceSelector: %s", err)
+		}
+		for _, ns := range list.Items {
+			if existing[ns.Name] && sel.Matches(labels.Set(ns.Labels)) {
+				set[ns.Name] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for name := range set {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// writeArgoSecret writes the desired Argo CD cluster Secret unless it is already current, refusing to
+// touch a Secret fleetbridge does not own or to duplicate another cluster's server URL or name.
+func (r *ClusterReconciler) writeArgoSecret(ctx context.Context, reg *fleetv1.Registration, cluster types.NamespacedName, desired *corev1.Secret) error {
+	existing, err := r.ownedExisting(ctx, reg, cluster, desired)
+	if err != nil {
+		return err
 	}
 	if err := r.checkArgoDuplicates(ctx, cluster, desired, existing == nil); err != nil {
 		if existing != nil && reasonOf(err, "") == fleetv1.ReasonConflict {
@@ -442,23 +560,32 @@ func registrationExists(regs []fleetv1.Registration, name string) bool {
 	return registrationNamed(regs, name) != nil
 }
 
-// currentTokenOf reads the token and its timing from the Secrets a Registration wrote for a Cluster.
+// currentTokenOf reads the newest token, and its timing, from the Secrets (Argo CD or Flux) a
+// Registration wrote for a Cluster: one token serves every output.
 func currentTokenOf(registration string, written []corev1.Secret) *currentToken {
+	var newest *currentToken
 	for _, s := range written {
-		if s.Labels[owned.LabelRegistration] != registration || s.Labels[owned.LabelOutput] != owned.OutputArgoCD {
+		if s.Labels[owned.LabelRegistration] != registration {
 			continue
 		}
 		times, ok := parseTokenTimes(s.Annotations, owned.AnnotationTokenIssuedAt, owned.AnnotationTokenExpiresAt)
 		if !ok {
 			continue
 		}
-		cfg, err := argocd.ParseConfig(s.Data[argocd.KeyConfig])
-		if err != nil || cfg.BearerToken == "" {
-			continue
+		var token string
+		switch s.Labels[owned.LabelOutput] {
+		case owned.OutputArgoCD:
+			if cfg, err := argocd.ParseConfig(s.Data[argocd.KeyConfig]); err == nil {
+				token = cfg.BearerToken
+			}
+		case owned.OutputFlux:
+			token = flux.Token(s.Data[flux.KubeconfigKey])
 		}
-		return &currentToken{Token: cfg.BearerToken, Times: times}
+		if token != "" {
+			newest = newerToken(newest, &currentToken{Token: token, Times: times})
+		}
 	}
-	return nil
+	return newest
 }
 
 type tokenKey struct {

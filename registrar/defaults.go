@@ -33,6 +33,13 @@ func nameTemplate(reg *fleetv1.Registration) string {
 	return reg.Spec.ArgoCD.NameTemplate
 }
 
+func fluxSecretTemplate(reg *fleetv1.Registration) string {
+	if reg.Spec.Flux == nil || reg.Spec.Flux.SecretNameTemplate == "" {
+		return defaultFluxSecretTemplate
+	}
+	return reg.Spec.Flux.SecretNameTemplate
+}
+
 func credentialsMode(reg *fleetv1.Registration) fleetv1.CredentialsMode {
 	if reg.Spec.Credentials.Mode == "" {
 		return fleetv1.CredentialsServiceAccountToken

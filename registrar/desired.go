@@ -15,6 +15,7 @@ import (
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/argocd"
+	"github.com/fleetbridge/fleetbridge/internal/flux"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
 
@@ -162,4 +163,28 @@ func desiredArgoSecret(reg *fleetv1.Registration, cluster *clusterv1.Cluster, se
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
 	}, nil
+}
+
+// desiredFluxSecrets are the kubeconfig Secrets for one Registration and Cluster, one per Flux namespace.
+func desiredFluxSecrets(reg *fleetv1.Registration, cluster *clusterv1.Cluster, namespaces []string, kubeconfig []byte,
+	token *tokenTimes, facts clusterFacts) ([]*corev1.Secret, error) {
+	name, err := renderTemplate("spec.flux.secretNameTemplate", fluxSecretTemplate(reg), cluster)
+	if err != nil {
+		return nil, err
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return nil, fmt.Errorf("spec.flux.secretNameTemplate renders %q, not a valid Secret name", name)
+	}
+	out := make([]*corev1.Secret, 0, len(namespaces))
+	for _, ns := range namespaces {
+		labels := secretLabels(reg, cluster, facts, owned.OutputFlux)
+		labels[flux.WatchLabel] = flux.WatchEnabled
+		out = append(out, &corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: tokenAnnotations(token)},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{flux.KubeconfigKey: kubeconfig},
+		})
+	}
+	return out, nil
 }

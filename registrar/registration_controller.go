@@ -3,12 +3,14 @@ package registrar
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -140,6 +142,16 @@ func validateSpec(reg *fleetv1.Registration) error {
 	if reg.Spec.ArgoCD != nil {
 		if _, err := renderTemplate("spec.argocd.nameTemplate", nameTemplate(reg), probe); err != nil {
 			return err
+		}
+	}
+	if reg.Spec.Flux != nil {
+		if _, err := desiredFluxSecrets(reg, probe, nil, nil, nil, clusterFacts{}); err != nil {
+			return err
+		}
+		if reg.Spec.Flux.NamespaceSelector != nil {
+			if _, err := metav1.LabelSelectorAsSelector(reg.Spec.Flux.NamespaceSelector); err != nil {
+				return fmt.Errorf("spec.flux.namespaceSelector: %w", err)
+			}
 		}
 	}
 	return nil

@@ -187,9 +187,23 @@ func (r *ClusterReconciler) registrationToClusters(ctx context.Context, obj clie
 	return out
 }
 
+// namespaceToClusters enqueues the Clusters of a namespace (its labels feed namespaceSelector), or every
+// Cluster when a Registration writes Flux Secrets (the namespace may be, or stop being, a Flux target).
 func (r *ClusterReconciler) namespaceToClusters(ctx context.Context, obj client.Object) []reconcile.Request {
+	var opts []client.ListOption
+	regs := &fleetv1.RegistrationList{}
+	if err := r.Client.List(ctx, regs); err != nil {
+		return nil
+	}
+	anyFlux := false
+	for _, reg := range regs.Items {
+		anyFlux = anyFlux || reg.Spec.Flux != nil
+	}
+	if !anyFlux {
+		opts = append(opts, client.InNamespace(obj.GetName()))
+	}
 	clusters := &clusterv1.ClusterList{}
-	if err := r.Client.List(ctx, clusters, client.InNamespace(obj.GetName())); err != nil {
+	if err := r.Client.List(ctx, clusters, opts...); err != nil {
 		return nil
 	}
 	out := make([]reconcile.Request, 0, len(clusters.Items))

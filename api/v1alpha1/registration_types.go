@@ -62,6 +62,7 @@ type LabelPolicy struct {
 
 	// Static labels added to every secret written for this Registration. Keys under fleetbridge.io/ are reserved.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=64
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('fleetbridge.io/'))",message="keys under fleetbridge.io/ are reserved"
 	Static map[string]string `json:"static,omitempty"`
 }
@@ -197,6 +198,7 @@ type ClusterFailure struct {
 
 // Registration registers Cluster API clusters with Argo CD and Flux.
 // +kubebuilder:object:root=true
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="the name must fit a label value (63 characters): it labels every object written for it"
 // +kubebuilder:resource:scope=Cluster,shortName=fbreg,categories=fleetbridge
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.credentials.mode`

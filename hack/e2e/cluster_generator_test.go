@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
@@ -54,16 +57,36 @@ func TestClusterGeneratorSelectsPropagatedLabels(t *testing.T) {
 			ArgoCD: &fleetv1.ArgoCDTarget{Namespace: argoNS},
 		},
 	}))
-	must(t, c.Create(ctx, clusterGeneratorAppSet("guestbook", map[string]string{"env": "prod"})))
+	// The goTemplate ApplicationSet users copy from examples/, and a goTemplate: false variant.
+	must(t, c.Create(ctx, exampleAppSet(t, "examples/argocd/applicationset-cluster-generator.yaml")))
+	must(t, c.Create(ctx, clusterGeneratorAppSet("guestbook-flat", map[string]string{"env": "prod"})))
 
-	expectApplications(t, ctx, map[string]string{"prod-1-guestbook": prod.Server()})
+	stagingServer := serverOf(t, ctx, "staging-1")
+	expectApplications(t, ctx, map[string]string{
+		"prod-1-guestbook": "name:fleet-prod-1", "prod-1-guestbook-flat": "server:" + prod.Server()})
 
 	patchClusterLabels(t, ctx, "staging-1", map[string]string{"env": "prod"})
-	stagingServer := serverOf(t, ctx, "staging-1")
-	expectApplications(t, ctx, map[string]string{"prod-1-guestbook": prod.Server(), "staging-1-guestbook": stagingServer})
+	expectApplications(t, ctx, map[string]string{
+		"prod-1-guestbook": "name:fleet-prod-1", "prod-1-guestbook-flat": "server:" + prod.Server(),
+		"staging-1-guestbook": "name:fleet-staging-1", "staging-1-guestbook-flat": "server:" + stagingServer})
 
 	patchClusterLabels(t, ctx, "prod-1", map[string]string{"env": "dev"})
-	expectApplications(t, ctx, map[string]string{"staging-1-guestbook": stagingServer})
+	expectApplications(t, ctx, map[string]string{
+		"staging-1-guestbook": "name:fleet-staging-1", "staging-1-guestbook-flat": "server:" + stagingServer})
+}
+
+// exampleAppSet loads an ApplicationSet from examples/. No application-controller runs here, so its
+// Applications are kept free of the resources finalizer, which would hold up their deletion.
+func exampleAppSet(t *testing.T, path string) *unstructured.Unstructured {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	must(t, err)
+	data, err := os.ReadFile(filepath.Join(root, path))
+	must(t, err)
+	obj := &unstructured.Unstructured{}
+	must(t, yaml.Unmarshal(data, &obj.Object))
+	must(t, unstructured.SetNestedField(obj.Object, true, "spec", "syncPolicy", "preserveResourcesOnDeletion"))
+	return obj
 }
 
 func clusterGeneratorAppSet(name string, selector map[string]string) *unstructured.Unstructured {
@@ -79,7 +102,7 @@ func clusterGeneratorAppSet(name string, selector map[string]string) *unstructur
 			// No application-controller runs here: keep generated Applications free of the resources finalizer.
 			"syncPolicy": map[string]any{"preserveResourcesOnDeletion": true},
 			"template": map[string]any{
-				// The cluster generator's name is the Argo CD name, "<namespace>-<cluster>" by default.
+				// Without goTemplate, labels are flattened to dotted keys.
 				"metadata": map[string]any{"name": `{{metadata.labels.fleetbridge.io/cluster-name}}-` + name},
 				"spec": map[string]any{
 					"project":     "default",
@@ -91,7 +114,8 @@ func clusterGeneratorAppSet(name string, selector map[string]string) *unstructur
 	}}
 }
 
-// expectApplications waits until the Applications in the argocd namespace are exactly want (name -> server).
+// expectApplications waits until the Applications in the argocd namespace are exactly want
+// (name -> "name:<destination.name>" or "server:<destination.server>").
 func expectApplications(t *testing.T, ctx context.Context, want map[string]string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -106,7 +130,12 @@ func expectApplications(t *testing.T, ctx context.Context, want map[string]strin
 		got := map[string]string{}
 		for _, app := range list.Items {
 			server, _, _ := unstructured.NestedString(app.Object, "spec", "destination", "server")
-			got[app.GetName()] = server
+			name, _, _ := unstructured.NestedString(app.Object, "spec", "destination", "name")
+			if name != "" {
+				got[app.GetName()] = "name:" + name
+			} else {
+				got[app.GetName()] = "server:" + server
+			}
 		}
 		if fmt.Sprint(sorted(got)) == fmt.Sprint(sorted(want)) {
 			return
