@@ -24,16 +24,11 @@ var mgmt *testenv.Management
 
 func TestMain(m *testing.M) {
 	argo, err := testenv.ArgoCDCRDPaths()
-	if err == nil {
-		mgmt, err = testenv.StartManagement(testenv.Options{ExtraCRDPaths: argo})
-	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	code := m.Run()
-	_ = mgmt.Stop()
-	os.Exit(code)
+	os.Exit(testenv.RunMain(m, testenv.Options{ExtraCRDPaths: argo}, &mgmt))
 }
 
 // Every example whose CRD the test bed has (fleetbridge, Argo CD) is applied with server-side dry-run.

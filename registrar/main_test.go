@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -28,17 +27,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("FLEETBRIDGE_TEST_LOGS") != "" {
 		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
 	}
-	var err error
-	mgmt, err = testenv.StartManagement(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := mgmt.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	os.Exit(testenv.RunMain(m, testenv.Options{}, &mgmt))
 }
 
 // writeCounter counts mutating API requests passing through a transport.

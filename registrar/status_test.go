@@ -13,7 +13,9 @@ import (
 )
 
 func TestComputeStatus(t *testing.T) {
-	k := func(i int) types.NamespacedName { return types.NamespacedName{Namespace: "ns", Name: fmt.Sprintf("c%02d", i)} }
+	k := func(i int) types.NamespacedName {
+		return types.NamespacedName{Namespace: "ns", Name: fmt.Sprintf("c%02d", i)}
+	}
 	ok := clusterResult{Registered: true, Reason: fleetv1.ReasonRegistered}
 	bad := clusterResult{Failing: true, Reason: fleetv1.ReasonClusterUnreachable}
 	waiting := clusterResult{Reason: fleetv1.ReasonWaitingForControlPlane}

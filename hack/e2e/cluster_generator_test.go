@@ -45,7 +45,7 @@ func TestClusterGeneratorSelectsPropagatedLabels(t *testing.T) {
 	}()
 	fb := startFleetbridge(t)
 	defer func() {
-		if out := fb.stop(); t.Failed() {
+		if out := fb.Stop(); t.Failed() {
 			t.Logf("fleetbridge log:\n%s", tail(out, 60))
 		}
 	}()

@@ -1,14 +1,10 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,20 +13,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// ApplicationSetController is Argo CD's real ApplicationSet controller running as a process against the
-// management server (recipe: ../shared/reference/testbed.md).
-type ApplicationSetController struct {
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	done chan error
-}
-
 // ArgoCDSecretName is the Secret the controller reads plugin tokens from.
 const ArgoCDSecretName = "argocd-secret"
 
 // StartApplicationSetController prepares namespace like an Argo CD install (argocd-cm, argocd-secret with
-// extra data, AppProject default) and starts the controller. The management server needs the Argo CD CRDs.
-func (m *Management) StartApplicationSetController(ctx context.Context, namespace string, secretData map[string][]byte) (*ApplicationSetController, error) {
+// extra data, AppProject default) and starts Argo CD's real ApplicationSet controller as a process
+// against the management server (recipe: ../shared/reference/testbed.md). The management server needs
+// the Argo CD CRDs.
+func (m *Management) StartApplicationSetController(ctx context.Context, namespace string, secretData map[string][]byte) (*Process, error) {
 	bin, err := ArgoCDBinary()
 	if err != nil {
 		return nil, err
@@ -74,36 +64,11 @@ func (m *Management) StartApplicationSetController(ctx context.Context, namespac
 	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--namespace", namespace, "--metrics-addr", "0", "--probe-addr", "0",
-		"--webhook-addr", "127.0.0.1:0", "--argocd-repo-server", "127.0.0.1:1", "--loglevel", "info")
 	// The controller ignores --kubeconfig for its client; KUBECONFIG is what it reads.
-	cmd.Env = append(os.Environ(), "ARGOCD_BINARY_NAME=argocd-applicationset-controller", "KUBECONFIG="+kubeconfigPath, "HOME="+dir)
-	out := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("testenv: start ApplicationSet controller: %w", err)
-	}
-	c := &ApplicationSetController{cmd: cmd, log: out, done: make(chan error, 1)}
-	go func() { c.done <- cmd.Wait() }()
-	return c, nil
-}
-
-// Stop ends the controller and returns its log, for failing tests to print.
-func (c *ApplicationSetController) Stop() string {
-	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		<-c.done
-	}
-	return c.log.String()
-}
-
-// Exited says whether the controller process has stopped on its own.
-func (c *ApplicationSetController) Exited() bool {
-	return c.cmd.ProcessState != nil
+	return StartProcess(bin,
+		[]string{"--namespace", namespace, "--metrics-addr", "0", "--probe-addr", "0",
+			"--webhook-addr", "127.0.0.1:0", "--argocd-repo-server", "127.0.0.1:1", "--loglevel", "info"},
+		[]string{"ARGOCD_BINARY_NAME=argocd-applicationset-controller", "KUBECONFIG=" + kubeconfigPath, "HOME=" + dir})
 }
 
 func createOrIgnore(ctx context.Context, m *Management, obj client.Object) error {

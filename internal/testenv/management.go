@@ -1,8 +1,8 @@
 package testenv
 
 import (
-	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -81,7 +81,18 @@ func (m *Management) KubeConfig() ([]byte, error) {
 	return user.KubeConfig()
 }
 
-// Context gives a context that ends after d, for bounded waits in tests.
-func Context(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
+// RunMain is a test package's TestMain body: it starts the shared management server into *into, runs
+// the tests and stops every server. Call it as os.Exit(testenv.RunMain(m, opts, &mgmt)).
+func RunMain(m interface{ Run() int }, opts Options, into **Management) int {
+	mgmt, err := StartManagement(opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*into = mgmt
+	code := m.Run()
+	if err := mgmt.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	return code
 }

@@ -19,19 +19,7 @@ import (
 
 var mgmt *testenv.Management
 
-func TestMain(m *testing.M) {
-	var err error
-	mgmt, err = testenv.StartManagement(testenv.Options{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := mgmt.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunMain(m, testenv.Options{}, &mgmt)) }
 
 // A CAPI Cluster published by the test bed is reachable through its <name>-kubeconfig Secret, exactly
 // as the registrar will reach it.
