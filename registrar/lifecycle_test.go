@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -97,6 +99,15 @@ func TestRegistrarLifecycle(t *testing.T) {
 		expectTokenWorks(t, ctx, s1, true)
 		expectTokenWorks(t, ctx, argoSecret(t, ctx, k2), true)
 		expectNoAdminCredentials(t, ctx, edge1, edge2)
+		admin, err := kubeconfig.Parse(edge1.AdminKubeConfig)
+		must(t, err)
+		expectNotLeaked(t, ctx, string(admin.KeyData), bearerToken(t, s1))
+		if got := testutil.ToFloat64(registeredClusters.WithLabelValues("fleet")); got != 2 {
+			t.Errorf("fleetbridge_registered_clusters{registration=fleet} = %v", got)
+		}
+		if got := testutil.ToFloat64(tokenExpirySeconds.WithLabelValues("fleet", "fleet-a", "edge-1")); got < 3000 || got > 3600 {
+			t.Errorf("fleetbridge_token_expiry_seconds = %v, want about an hour", got)
+		}
 		expectEvent(t, ctx, "edge-1", fleetv1.ReasonRegistered)
 		writeFixtures(t, ctx, argoNS)
 	})
@@ -155,6 +166,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 		}
 		expectTokenWorks(t, ctx, after, true)
 		expectTokenWorks(t, ctx, before, true)
+		expectNotLeaked(t, ctx, oldToken, bearerToken(t, after))
 		// The renewed token is not renewed again at once.
 		settle(t, ctx, rm, k1)
 		rm.mgmtWrites.reset()
@@ -474,6 +486,34 @@ func expectNoAdminCredentials(t *testing.T, ctx context.Context, workloads ...*t
 				}
 			}
 		}
+	}
+}
+
+// expectNotLeaked checks that no log line, Event or Registration status carries the given credentials.
+func expectNotLeaked(t *testing.T, ctx context.Context, secrets ...string) {
+	t.Helper()
+	var texts []string
+	texts = append(texts, testLogs.String())
+	events := &eventsv1.EventList{}
+	must(t, mgmt.Client.List(ctx, events))
+	for _, e := range events.Items {
+		texts = append(texts, e.Note)
+	}
+	regs := &fleetv1.RegistrationList{}
+	must(t, mgmt.Client.List(ctx, regs))
+	for _, r := range regs.Items {
+		out, _ := yaml.Marshal(r.Status)
+		texts = append(texts, string(out))
+	}
+	for _, secret := range secrets {
+		for _, text := range texts {
+			if strings.Contains(text, secret) {
+				t.Fatal("a credential appears in logs, Events or status")
+			}
+		}
+	}
+	if !strings.Contains(testLogs.String(), "minted ServiceAccount token") {
+		t.Fatal("the controller logs were not captured; the check above proves nothing")
 	}
 }
 

@@ -1,7 +1,9 @@
 package registrar
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -24,10 +26,33 @@ import (
 var mgmt *testenv.Management
 
 func TestMain(m *testing.M) {
+	// Every log line of the package's controllers is kept, so tests can prove no credential is logged.
+	var out io.Writer = testLogs
 	if os.Getenv("FLEETBRIDGE_TEST_LOGS") != "" {
-		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+		out = io.MultiWriter(testLogs, os.Stderr)
 	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(out)))
 	os.Exit(testenv.RunMain(m, testenv.Options{}, &mgmt))
+}
+
+// testLogs holds everything the controllers logged in this test binary.
+var testLogs = &syncBuffer{}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // writeCounter counts mutating API requests passing through a transport.
