@@ -30,6 +30,8 @@ const (
 const (
 	AnnotationTokenIssuedAt  = "fleetbridge.io/token-issued-at"
 	AnnotationTokenExpiresAt = "fleetbridge.io/token-expires-at"
+	// AnnotationReachable is "false" while the cluster's last probe failed (the Secret is kept, marked).
+	AnnotationReachable = "fleetbridge.io/reachable"
 )
 
 // Outputs: what an owned object is.

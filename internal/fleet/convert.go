@@ -1,0 +1,101 @@
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/argocd"
+	"github.com/fleetbridge/fleetbridge/internal/flux"
+	"github.com/fleetbridge/fleetbridge/internal/owned"
+)
+
+// ClusterFromSecret is the registered cluster an owned Argo CD or Flux Secret stands for. capi, when
+// known, supplies the labels workloads select on (the CAPI Cluster's own, not only the propagated ones).
+func ClusterFromSecret(s *corev1.Secret, capi *clusterv1.Cluster) (Cluster, bool) {
+	key, ok := owned.ClusterOf(s.Labels)
+	if !ok {
+		return Cluster{}, false
+	}
+	c := Cluster{
+		Name: key.Name, Namespace: key.Namespace, Registration: s.Labels[owned.LabelRegistration],
+		KubernetesVersion: s.Labels[owned.LabelKubernetesVersion],
+		Ready:             s.Annotations[owned.AnnotationReachable] != "false",
+		Labels:            map[string]string{},
+	}
+	switch s.Labels[owned.LabelOutput] {
+	case owned.OutputArgoCD:
+		c.ArgoCDName = string(s.Data[argocd.KeyName])
+		c.Server = string(s.Data[argocd.KeyServer])
+	case owned.OutputFlux:
+		cfg, err := clientcmd.Load(s.Data[flux.KubeconfigKey])
+		if err != nil {
+			return Cluster{}, false
+		}
+		for _, cl := range cfg.Clusters {
+			c.Server = cl.Server
+		}
+	default:
+		return Cluster{}, false
+	}
+	labels := s.Labels
+	if capi != nil {
+		labels = capi.Labels
+	}
+	for k, v := range labels {
+		c.Labels[k] = v
+	}
+	return c, true
+}
+
+// WorkloadFrom converts a Workload object; a selector or values that cannot be used are an error the
+// Workload's status reports.
+func WorkloadFrom(w *fleetv1.Workload) (Workload, error) {
+	out := Workload{
+		Name: w.Name, Namespace: w.Namespace, Labels: w.Labels, Registration: w.Spec.Registration,
+		RepoURL: w.Spec.Source.RepoURL, Path: w.Spec.Source.Path, Chart: w.Spec.Source.Chart,
+		TargetRevision: w.Spec.Source.TargetRevision, DestinationNamespace: w.Spec.Destination.Namespace,
+	}
+	if w.Spec.ClusterSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(w.Spec.ClusterSelector)
+		if err != nil {
+			return Workload{}, fmt.Errorf("spec.clusterSelector: %w", err)
+		}
+		out.ClusterSelector = sel
+	}
+	values, err := objectOf(w.Spec.Values, "spec.values")
+	if err != nil {
+		return Workload{}, err
+	}
+	out.Values = values
+	for i, o := range w.Spec.Overrides {
+		sel, err := metav1.LabelSelectorAsSelector(&o.ClusterSelector)
+		if err != nil {
+			return Workload{}, fmt.Errorf("spec.overrides[%d].clusterSelector: %w", i, err)
+		}
+		values, err := objectOf(o.Values, fmt.Sprintf("spec.overrides[%d].values", i))
+		if err != nil {
+			return Workload{}, err
+		}
+		out.Overrides = append(out.Overrides, Override{Selector: sel, Values: values})
+	}
+	return out, nil
+}
+
+func objectOf(raw *apiextensionsv1.JSON, field string) (map[string]any, error) {
+	if raw == nil || len(raw.Raw) == 0 || string(raw.Raw) == "null" {
+		return nil, nil
+	}
+	data := raw.Raw
+	var out map[string]any
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("%s must be a JSON object", field)
+	}
+	return out, nil
+}

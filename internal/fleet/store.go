@@ -1,0 +1,193 @@
+package fleet
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/owned"
+)
+
+// Store keeps the fleet in memory, fed by informer events, and hands out immutable snapshots rebuilt
+// only after a change, so a request never lists or copies objects.
+type Store struct {
+	mu        sync.Mutex
+	secrets   map[types.NamespacedName]*corev1.Secret
+	capi      map[types.NamespacedName]*clusterv1.Cluster
+	workloads map[types.NamespacedName]*fleetv1.Workload
+	version   uint64
+	snap      *Snapshot
+	synced    []func() bool
+	changed   chan struct{}
+}
+
+// Snapshot is the fleet at one version. Treat it as read-only.
+type Snapshot struct {
+	Version   uint64
+	Clusters  []Cluster
+	Workloads []Workload
+	// Invalid maps a Workload that cannot be used to the reason.
+	Invalid map[types.NamespacedName]error
+}
+
+// NewStore returns an empty Store.
+func NewStore() *Store {
+	return &Store{
+		secrets:   map[types.NamespacedName]*corev1.Secret{},
+		capi:      map[types.NamespacedName]*clusterv1.Cluster{},
+		workloads: map[types.NamespacedName]*fleetv1.Workload{},
+		changed:   make(chan struct{}, 1),
+	}
+}
+
+// Watch feeds the Store from a cache's informers (owned Secrets, CAPI Clusters, Workloads).
+func (s *Store) Watch(ctx context.Context, c cache.Cache) error {
+	for _, obj := range []client.Object{&corev1.Secret{}, &clusterv1.Cluster{}, &fleetv1.Workload{}} {
+		inf, err := c.GetInformer(ctx, obj)
+		if err != nil {
+			return err
+		}
+		reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { s.set(o) },
+			UpdateFunc: func(_, o any) { s.set(o) },
+			DeleteFunc: func(o any) { s.remove(o) },
+		})
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.synced = append(s.synced, reg.HasSynced)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// Synced says whether every watched informer has delivered its initial list. Until then the Store's
+// answer is incomplete and must not be served.
+func (s *Store) Synced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.synced) == 0 {
+		return false
+	}
+	for _, f := range s.synced {
+		if !f() {
+			return false
+		}
+	}
+	return true
+}
+
+// Changed receives a value (coalesced) after the fleet changed.
+func (s *Store) Changed() <-chan struct{} { return s.changed }
+
+func (s *Store) set(o any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch obj := o.(type) {
+	case *corev1.Secret:
+		if !owned.IsOwned(obj.Labels) {
+			return
+		}
+		s.secrets[client.ObjectKeyFromObject(obj)] = obj
+	case *clusterv1.Cluster:
+		s.capi[client.ObjectKeyFromObject(obj)] = obj
+	case *fleetv1.Workload:
+		s.workloads[client.ObjectKeyFromObject(obj)] = obj
+	default:
+		return
+	}
+	s.bump()
+}
+
+func (s *Store) remove(o any) {
+	if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = d.Obj
+	}
+	obj, ok := o.(client.Object)
+	if !ok {
+		return
+	}
+	key := client.ObjectKeyFromObject(obj)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch obj.(type) {
+	case *corev1.Secret:
+		delete(s.secrets, key)
+	case *clusterv1.Cluster:
+		delete(s.capi, key)
+	case *fleetv1.Workload:
+		delete(s.workloads, key)
+	}
+	s.bump()
+}
+
+func (s *Store) bump() {
+	s.version++
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Snapshot returns the current fleet, rebuilding it only if something changed since the last call.
+func (s *Store) Snapshot() *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snap != nil && s.snap.Version == s.version {
+		return s.snap
+	}
+	snap := &Snapshot{Version: s.version, Invalid: map[types.NamespacedName]error{}}
+	// One cluster per Registration and CAPI Cluster; its Argo CD Secret is preferred over Flux copies.
+	type regCluster struct {
+		reg     string
+		cluster types.NamespacedName
+	}
+	best := map[regCluster]Cluster{}
+	fromArgo := map[regCluster]bool{}
+	for _, secret := range s.secrets {
+		key, ok := owned.ClusterOf(secret.Labels)
+		if !ok {
+			continue
+		}
+		capi := s.capi[key]
+		if capi == nil || !capi.DeletionTimestamp.IsZero() {
+			continue
+		}
+		c, ok := ClusterFromSecret(secret, capi)
+		if !ok {
+			continue
+		}
+		id := regCluster{c.Registration, key}
+		isArgo := secret.Labels[owned.LabelOutput] == owned.OutputArgoCD
+		if _, seen := best[id]; seen && (fromArgo[id] || !isArgo) {
+			continue
+		}
+		best[id], fromArgo[id] = c, isArgo
+	}
+	for _, c := range best {
+		snap.Clusters = append(snap.Clusters, c)
+	}
+	sort.Slice(snap.Clusters, func(i, j int) bool { return clusterLess(snap.Clusters[i], snap.Clusters[j]) })
+	for key, w := range s.workloads {
+		if !w.DeletionTimestamp.IsZero() {
+			continue
+		}
+		converted, err := WorkloadFrom(w)
+		if err != nil {
+			snap.Invalid[key] = err
+			continue
+		}
+		snap.Workloads = append(snap.Workloads, converted)
+	}
+	s.snap = snap
+	return snap
+}

@@ -1,0 +1,26 @@
+package plugin
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetbridge_plugin_requests_total",
+		Help: "Plugin requests by route and HTTP status.",
+	}, []string{"route", "code"})
+	latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "fleetbridge_plugin_request_duration_seconds",
+		Help:    "Plugin request latency by route.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"route"})
+	pairsServed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetbridge_plugin_pairs_served_total",
+		Help: "Cluster x workload pairs served, by protocol.",
+	}, []string{"protocol"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(requests, latency, pairsServed)
+}
