@@ -19,8 +19,12 @@ var (
 		Name: "fleetbridge_plugin_pairs_served_total",
 		Help: "Cluster x workload pairs served, by protocol.",
 	}, []string{"protocol"})
+	refreshes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fleetbridge_plugin_applicationset_refreshes_total",
+		Help: "ApplicationSets nudged with the refresh annotation because their answer changed.",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(requests, latency, pairsServed)
+	metrics.Registry.MustRegister(requests, latency, pairsServed, refreshes)
 }

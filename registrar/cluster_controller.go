@@ -148,6 +148,11 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 	}
 	facts, err := conn.probe(ctx)
 	if err != nil {
+		// Keep the Secrets (the cluster may be back in a minute) but mark them, so the plugin stops
+		// pairing workloads with it until a probe succeeds again.
+		if markErr := r.markUnreachable(ctx, reg.Name, written); markErr != nil {
+			log.FromContext(ctx).Info("could not mark secrets unreachable", "error", shortError(markErr))
+		}
 		return failed(err, fleetv1.ReasonClusterUnreachable)
 	}
 
@@ -243,6 +248,25 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 
 func failed(err error, fallback string) clusterResult {
 	return clusterResult{Failing: true, Reason: reasonOf(err, fallback), Message: shortError(err)}
+}
+
+// markUnreachable sets fleetbridge.io/reachable=false on the Secrets a Registration wrote for a Cluster,
+// once per outage (a Secret already marked is not written again).
+func (r *ClusterReconciler) markUnreachable(ctx context.Context, registration string, written []corev1.Secret) error {
+	var errs []error
+	for i := range written {
+		s := &written[i]
+		if s.Labels[owned.LabelRegistration] != registration || s.Annotations[owned.AnnotationReachable] == "false" {
+			continue
+		}
+		patch := []byte(`{"metadata":{"annotations":{"` + owned.AnnotationReachable + `":"false"}}}`)
+		if err := r.Client.Patch(ctx, s, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(owned.FieldManager)); err != nil {
+			errs = append(errs, client.IgnoreNotFound(err))
+			continue
+		}
+		secretWrites.WithLabelValues(s.Labels[owned.LabelOutput], "mark-unreachable").Inc()
+	}
+	return errors.Join(errs...)
 }
 
 // ownedExisting returns the current version of a Secret fleetbridge is about to write (nil when it does

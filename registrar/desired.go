@@ -122,14 +122,15 @@ func secretLabels(reg *fleetv1.Registration, cluster *clusterv1.Cluster, facts c
 	return out
 }
 
-func tokenAnnotations(t *tokenTimes) map[string]string {
-	if t == nil {
-		return nil
+// secretAnnotations mark a written Secret reachable (its cluster passed the probe that preceded the
+// write) and carry the token's timing.
+func secretAnnotations(t *tokenTimes) map[string]string {
+	out := map[string]string{owned.AnnotationReachable: "true"}
+	if t != nil {
+		out[owned.AnnotationTokenIssuedAt] = t.IssuedAt.UTC().Format(time.RFC3339)
+		out[owned.AnnotationTokenExpiresAt] = t.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	return map[string]string{
-		owned.AnnotationTokenIssuedAt:  t.IssuedAt.UTC().Format(time.RFC3339),
-		owned.AnnotationTokenExpiresAt: t.ExpiresAt.UTC().Format(time.RFC3339),
-	}
+	return out
 }
 
 // desiredArgoSecret is the Argo CD cluster Secret for one Registration and Cluster.
@@ -158,7 +159,7 @@ func desiredArgoSecret(reg *fleetv1.Registration, cluster *clusterv1.Cluster, se
 			Namespace:   argoNamespace(reg),
 			Name:        argoSecretName(types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}),
 			Labels:      labels,
-			Annotations: tokenAnnotations(token),
+			Annotations: secretAnnotations(token),
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
@@ -181,7 +182,7 @@ func desiredFluxSecrets(reg *fleetv1.Registration, cluster *clusterv1.Cluster, n
 		labels[flux.WatchLabel] = flux.WatchEnabled
 		out = append(out, &corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: tokenAnnotations(token)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: secretAnnotations(token)},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{flux.KubeconfigKey: kubeconfig},
 		})

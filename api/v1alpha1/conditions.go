@@ -37,6 +37,8 @@ const (
 	ReasonConflict = "Conflict"
 	// ReasonWriteFailed: writing a secret on the management cluster failed.
 	ReasonWriteFailed = "WriteFailed"
+	// ReasonMatched: a Workload is paired with at least one registered cluster.
+	ReasonMatched = "Matched"
 	// ReasonDeregistered: the cluster's secrets and workload-side credentials were removed.
 	ReasonDeregistered = "Deregistered"
 )

@@ -1,11 +1,14 @@
-// Command fleetbridge runs the registrar (Cluster API clusters into Argo CD and Flux secrets) against the
-// cluster its kubeconfig or in-cluster config points at. It only wires flags to the registrar package.
+// Command fleetbridge runs the registrar (Cluster API clusters into Argo CD and Flux secrets) and the plugin
+// server (cluster x workload pairs for ApplicationSets and ResourceSets) against the cluster its kubeconfig
+// or in-cluster config points at. It only wires flags to those packages.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -18,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/plugin"
 	"github.com/fleetbridge/fleetbridge/registrar"
 )
 
@@ -34,6 +38,9 @@ func run() error {
 		leaderElect             bool
 		leaderElectionNamespace string
 		enableRegistrar         bool
+		enablePlugin            bool
+		pluginOpts              = plugin.Options{}
+		pluginConfigMaps        string
 		kubeQPS                 float64
 		kubeBurst               int
 		opts                    = registrar.DefaultOptions()
@@ -45,6 +52,11 @@ func run() error {
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	flag.BoolVar(&enableRegistrar, "enable-registrar", true, "Run the registrar controllers.")
+	flag.BoolVar(&enablePlugin, "enable-plugin", true, "Run the plugin server (Argo CD plugin generator, Flux ExternalService inputs).")
+	flag.StringVar(&pluginOpts.Addr, "plugin-bind-address", ":8090", "Address of the plugin server.")
+	flag.StringVar(&pluginOpts.TokensDir, "plugin-tokens-dir", "", "Directory of accepted bearer tokens, one per file (a mounted Secret); reloaded when it changes.")
+	flag.StringVar(&pluginConfigMaps, "plugin-configmaps", "fleetbridge-plugin", "Comma-separated names of the Argo CD plugin ConfigMaps that point at this server.")
+	flag.DurationVar(&pluginOpts.RefreshInterval, "plugin-refresh-interval", 2*time.Second, "Shortest time between two ApplicationSet refresh passes.")
 	flag.Float64Var(&kubeQPS, "kube-api-qps", 200, "Client QPS towards the management API server.")
 	flag.IntVar(&kubeBurst, "kube-api-burst", 400, "Client burst towards the management API server.")
 	flag.DurationVar(&opts.Resync, "resync", opts.Resync, "How often a registered cluster is probed again when nothing changes.")
@@ -55,6 +67,13 @@ func run() error {
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	opts.WorkloadQPS = float32(workloadQPS)
+	// A token for local runs comes from the environment, never from the command line (visible in ps).
+	pluginOpts.Token = os.Getenv("FLEETBRIDGE_PLUGIN_TOKEN")
+	for _, name := range strings.Split(pluginConfigMaps, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			pluginOpts.ConfigMaps = append(pluginOpts.ConfigMaps, name)
+		}
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	scheme := runtime.NewScheme()
@@ -88,6 +107,11 @@ func run() error {
 	ctx := ctrl.SetupSignalHandler()
 	if enableRegistrar {
 		if _, err := registrar.Setup(ctx, mgr, opts); err != nil {
+			return err
+		}
+	}
+	if enablePlugin {
+		if _, err := plugin.Setup(ctx, mgr, pluginOpts); err != nil {
 			return err
 		}
 	}

@@ -43,7 +43,7 @@ func TestClusterGeneratorSelectsPropagatedLabels(t *testing.T) {
 			t.Logf("ApplicationSet controller log:\n%s", tail(out, 60))
 		}
 	}()
-	fb := startFleetbridge(t)
+	fb := startFleetbridge(t, freeAddr(t))
 	defer func() {
 		if out := fb.Stop(); t.Failed() {
 			t.Logf("fleetbridge log:\n%s", tail(out, 60))
@@ -118,13 +118,19 @@ func clusterGeneratorAppSet(name string, selector map[string]string) *unstructur
 // (name -> "name:<destination.name>" or "server:<destination.server>").
 func expectApplications(t *testing.T, ctx context.Context, want map[string]string) {
 	t.Helper()
+	expectApplicationsIn(t, ctx, argoNS, want)
+}
+
+func expectApplicationsIn(t *testing.T, ctx context.Context, namespace string, want map[string]string) time.Duration {
+	t.Helper()
+	start := time.Now()
 	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {
 		list := &unstructured.UnstructuredList{}
 		list.SetAPIVersion("argoproj.io/v1alpha1")
 		list.SetKind("ApplicationList")
-		if err := mgmt.Client.List(ctx, list, client.InNamespace(argoNS)); err != nil {
+		if err := mgmt.Client.List(ctx, list, client.InNamespace(namespace)); err != nil {
 			t.Fatal(err)
 		}
 		got := map[string]string{}
@@ -138,12 +144,13 @@ func expectApplications(t *testing.T, ctx context.Context, want map[string]strin
 			}
 		}
 		if fmt.Sprint(sorted(got)) == fmt.Sprint(sorted(want)) {
-			return
+			return time.Since(start)
 		}
 		last = fmt.Sprint(sorted(got))
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Fatalf("Applications are %s, want %s", last, fmt.Sprint(sorted(want)))
+	return 0
 }
 
 func sorted(m map[string]string) []string {
@@ -157,8 +164,13 @@ func sorted(m map[string]string) []string {
 
 func patchClusterLabels(t *testing.T, ctx context.Context, name string, labels map[string]string) {
 	t.Helper()
+	patchClusterLabelsIn(t, ctx, "fleet", name, labels)
+}
+
+func patchClusterLabelsIn(t *testing.T, ctx context.Context, namespace, name string, labels map[string]string) {
+	t.Helper()
 	cluster := &clusterv1.Cluster{}
-	must(t, mgmt.Client.Get(ctx, types.NamespacedName{Namespace: "fleet", Name: name}, cluster))
+	must(t, mgmt.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, cluster))
 	base := cluster.DeepCopy()
 	cluster.Labels = labels
 	must(t, mgmt.Client.Patch(ctx, cluster, client.MergeFrom(base)))

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,8 +47,12 @@ func run(m *testing.M) int {
 	return testenv.RunMain(m, testenv.Options{ExtraCRDPaths: argoCRDs}, &mgmt)
 }
 
-// startFleetbridge runs the built binary against the management server, as `make run` would.
-func startFleetbridge(t *testing.T, args ...string) *testenv.Process {
+// pluginToken is the bearer token the plugin server accepts in these tests.
+const pluginToken = "e2e-plugin-token"
+
+// startFleetbridge runs the built binary against the management server, as `make run` would, with the
+// plugin server on pluginAddr.
+func startFleetbridge(t *testing.T, pluginAddr string, args ...string) *testenv.Process {
 	t.Helper()
 	kubeconfig, err := mgmt.KubeConfig()
 	if err != nil {
@@ -57,10 +62,21 @@ func startFleetbridge(t *testing.T, args ...string) *testenv.Process {
 	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args = append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0"}, args...)
-	p, err := testenv.StartProcess(fleetbridgeBin, args, []string{"KUBECONFIG=" + path})
+	args = append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--plugin-bind-address=" + pluginAddr}, args...)
+	p, err := testenv.StartProcess(fleetbridgeBin, args, []string{"KUBECONFIG=" + path, "FLEETBRIDGE_PLUGIN_TOKEN=" + pluginToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// freeAddr is a loopback address with a free port.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

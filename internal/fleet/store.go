@@ -26,7 +26,7 @@ type Store struct {
 	version   uint64
 	snap      *Snapshot
 	synced    []func() bool
-	changed   chan struct{}
+	listeners []chan struct{}
 }
 
 // Snapshot is the fleet at one version. Treat it as read-only.
@@ -44,7 +44,6 @@ func NewStore() *Store {
 		secrets:   map[types.NamespacedName]*corev1.Secret{},
 		capi:      map[types.NamespacedName]*clusterv1.Cluster{},
 		workloads: map[types.NamespacedName]*fleetv1.Workload{},
-		changed:   make(chan struct{}, 1),
 	}
 }
 
@@ -86,8 +85,14 @@ func (s *Store) Synced() bool {
 	return true
 }
 
-// Changed receives a value (coalesced) after the fleet changed.
-func (s *Store) Changed() <-chan struct{} { return s.changed }
+// Subscribe returns a channel that receives a value (coalesced) after the fleet changed.
+func (s *Store) Subscribe() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	s.listeners = append(s.listeners, ch)
+	return ch
+}
 
 func (s *Store) set(o any) {
 	s.mu.Lock()
@@ -132,9 +137,11 @@ func (s *Store) remove(o any) {
 
 func (s *Store) bump() {
 	s.version++
-	select {
-	case s.changed <- struct{}{}:
-	default:
+	for _, ch := range s.listeners {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -190,4 +197,15 @@ func (s *Store) Snapshot() *Snapshot {
 	}
 	s.snap = snap
 	return snap
+}
+
+// WorkloadKeys lists the Workloads the Store knows.
+func (s *Store) WorkloadKeys() []types.NamespacedName {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]types.NamespacedName, 0, len(s.workloads))
+	for k := range s.workloads {
+		out = append(out, k)
+	}
+	return out
 }

@@ -1,0 +1,160 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fleetbridge/fleetbridge/internal/fleet"
+)
+
+// RefreshAnnotation makes Argo CD regenerate an ApplicationSet at once instead of at its requeue
+// (30 minutes by default for plugin generators). Argo CD removes it after the refresh.
+const RefreshAnnotation = "argocd.argoproj.io/application-set-refresh"
+
+// +kubebuilder:rbac:groups=argoproj.io,resources=applicationsets,verbs=get;list;watch;patch
+
+// Refresher nudges the ApplicationSets that use fleetbridge's plugin when the pairs they would get
+// change. Changes are coalesced: it runs at most once per Interval, and nudges only ApplicationSets whose
+// answer actually changed since it last looked.
+type Refresher struct {
+	Client client.Client
+	Fleet  *fleet.Store
+	// ConfigMaps are the plugin ConfigMap names (configMapRef.name) that point at this server.
+	ConfigMaps map[string]bool
+	Interval   time.Duration
+	Log        logr.Logger
+
+	answers map[types.NamespacedName]string // ApplicationSet -> hash of the pairs it got last time
+}
+
+// NeedLeaderElection: one replica nudges; every replica serves.
+func (r *Refresher) NeedLeaderElection() bool { return true }
+
+// Start runs until ctx ends.
+func (r *Refresher) Start(ctx context.Context) error {
+	r.answers = map[types.NamespacedName]string{}
+	changes := r.Fleet.Subscribe()
+	tick := time.NewTicker(r.Interval)
+	defer tick.Stop()
+	dirty := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+			dirty = true
+		case <-tick.C:
+			if !dirty || !r.Fleet.Synced() {
+				continue
+			}
+			if err := r.refresh(ctx); err != nil {
+				r.Log.V(1).Info("could not refresh ApplicationSets", "error", err.Error())
+				continue
+			}
+			dirty = false
+		}
+	}
+}
+
+func (r *Refresher) refresh(ctx context.Context) error {
+	list := &unstructured.UnstructuredList{}
+	list.SetAPIVersion("argoproj.io/v1alpha1")
+	list.SetKind("ApplicationSetList")
+	if err := r.Client.List(ctx, list); err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil // Argo CD is not installed here.
+		}
+		return err
+	}
+	snap := r.Fleet.Snapshot()
+	seen := map[types.NamespacedName]bool{}
+	for i := range list.Items {
+		appSet := &list.Items[i]
+		key := client.ObjectKeyFromObject(appSet)
+		inputs := pluginInputs(appSet.Object["spec"], r.ConfigMaps)
+		if len(inputs) == 0 {
+			continue
+		}
+		seen[key] = true
+		hash := answerHash(snap, inputs)
+		if prev, known := r.answers[key]; known && prev == hash {
+			continue
+		}
+		if appSet.GetAnnotations()[RefreshAnnotation] != "true" {
+			patch := []byte(`{"metadata":{"annotations":{"` + RefreshAnnotation + `":"true"}}}`)
+			if err := r.Client.Patch(ctx, appSet, client.RawPatch(types.MergePatchType, patch)); err != nil {
+				r.Log.Info("could not refresh ApplicationSet", "applicationSet", key, "error", err.Error())
+				continue
+			}
+			refreshes.Inc()
+			r.Log.V(1).Info("refreshed ApplicationSet", "applicationSet", key)
+		}
+		r.answers[key] = hash
+	}
+	for key := range r.answers {
+		if !seen[key] {
+			delete(r.answers, key)
+		}
+	}
+	return nil
+}
+
+// pluginInputs finds, anywhere in an ApplicationSet spec (matrix and merge generators nest), the input
+// parameters of plugin generators whose configMapRef names one of ours.
+func pluginInputs(node any, configMaps map[string]bool) []json.RawMessage {
+	var out []json.RawMessage
+	switch n := node.(type) {
+	case map[string]any:
+		if plugin, ok := n["plugin"].(map[string]any); ok {
+			name, _, _ := unstructured.NestedString(plugin, "configMapRef", "name")
+			if configMaps[name] {
+				params, _, _ := unstructured.NestedFieldNoCopy(plugin, "input", "parameters")
+				raw, _ := json.Marshal(params)
+				out = append(out, raw)
+			}
+		}
+		for k, v := range n {
+			if k != "template" {
+				out = append(out, pluginInputs(v, configMaps)...)
+			}
+		}
+	case []any:
+		for _, v := range n {
+			out = append(out, pluginInputs(v, configMaps)...)
+		}
+	}
+	return out
+}
+
+// answerHash digests what the server would answer for each input; an input it would refuse hashes as
+// its error, so fixing it also triggers a refresh.
+func answerHash(snap *fleet.Snapshot, inputs []json.RawMessage) string {
+	h := sha256.New()
+	for _, raw := range inputs {
+		body, _ := json.Marshal(map[string]any{"input": map[string]json.RawMessage{"parameters": raw}})
+		_, filter, err := parseArgoRequest(bytes.NewReader(body))
+		if err != nil {
+			h.Write([]byte("error:" + err.Error()))
+			continue
+		}
+		pairs, err := fleet.Pairs(snap.Clusters, snap.Workloads, filter)
+		if err != nil {
+			h.Write([]byte("error:" + err.Error()))
+			continue
+		}
+		enc, _ := json.Marshal(pairs)
+		h.Write(enc)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,111 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/fleet"
+)
+
+// Options configure the plugin inside the manager.
+type Options struct {
+	// Addr is the plugin's listen address.
+	Addr string
+	// TokensDir holds the accepted bearer tokens, one per file (a mounted Secret).
+	TokensDir string
+	// Token, when set, is accepted as well (local runs and the demo).
+	Token string
+	// ConfigMaps are the names of Argo CD plugin ConfigMaps that point at this server; ApplicationSets
+	// using them are refreshed when their answer changes.
+	ConfigMaps []string
+	// RefreshInterval is the shortest time between two refresh passes.
+	RefreshInterval time.Duration
+}
+
+// Setup adds the plugin server (on every replica), the ApplicationSet refresher (leader only) and the
+// Workload status controller to a manager. The manager's cache must hold owned Secrets, CAPI Clusters
+// and Workloads.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, error) {
+	store := fleet.NewStore()
+	if err := store.Watch(ctx, mgr.GetCache()); err != nil {
+		return nil, err
+	}
+	tokens := StaticTokens()
+	if opts.TokensDir != "" {
+		var err error
+		if tokens, err = NewTokens(opts.TokensDir, 10*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Token != "" {
+		tokens.tokens = append(tokens.tokens, []byte(opts.Token))
+	}
+	if len(tokens.tokens) == 0 {
+		return nil, fmt.Errorf("plugin: no bearer token configured (--plugin-tokens-dir or --plugin-token)")
+	}
+	log := mgr.GetLogger().WithName("plugin")
+	srv := NewServer(store, tokens, log)
+	if err := mgr.Add(serverRunnable{srv: srv, addr: opts.Addr}); err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, n := range opts.ConfigMaps {
+		names[n] = true
+	}
+	if err := mgr.Add(&Refresher{Client: mgr.GetClient(), Fleet: store, ConfigMaps: names, Interval: opts.RefreshInterval, Log: log}); err != nil {
+		return nil, err
+	}
+
+	wake := make(chan event.GenericEvent, 1024)
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return forwardWorkloadWakeups(ctx, store, wake)
+	})); err != nil {
+		return nil, err
+	}
+	return store, ctrl.NewControllerManagedBy(mgr).
+		Named("workload").
+		For(&fleetv1.Workload{}).
+		WatchesRawSource(source.Channel(wake, &handler.EnqueueRequestForObject{})).
+		Complete(&WorkloadReconciler{Client: mgr.GetClient(), Fleet: store})
+}
+
+// forwardWorkloadWakeups enqueues every Workload whenever the fleet changes (coalesced).
+func forwardWorkloadWakeups(ctx context.Context, store *fleet.Store, wake chan<- event.GenericEvent) error {
+	changes := store.Subscribe()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+			if !store.Synced() {
+				continue
+			}
+			for _, w := range store.WorkloadKeys() {
+				obj := &fleetv1.Workload{}
+				obj.Namespace, obj.Name = w.Namespace, w.Name
+				select {
+				case wake <- event.GenericEvent{Object: obj}:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// serverRunnable runs the HTTP server on every replica: answering does not need leadership.
+type serverRunnable struct {
+	srv  *Server
+	addr string
+}
+
+func (s serverRunnable) Start(ctx context.Context) error { return s.srv.Run(ctx, s.addr) }
+func (s serverRunnable) NeedLeaderElection() bool        { return false }
