@@ -44,8 +44,9 @@ manifests: ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) from marke
 
 .PHONY: lint
 lint: ## gofmt and go vet.
-	@out="$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/') 2>/dev/null)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out="$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	cd hack/conformance && go vet ./...
 
 .PHONY: verify
 verify: generate manifests ## Regenerate, tidy every module, and fail if the tree changed.
@@ -83,10 +84,12 @@ $(ARGOCD_STAMP): hack/conformance/go.mod
 	touch $@
 
 .PHONY: test
-test: envtest-assets argocd-bin ## Unit, envtest integration (-race), Argo CD conformance and end-to-end tests; the README's test command.
+test: envtest-assets argocd-bin build ## Unit, envtest integration (-race), Argo CD conformance and end-to-end tests; the README's test command.
 	rm -rf $(FIXTURES) && mkdir -p $(FIXTURES)
 	FLEETBRIDGE_FIXTURES=$(FIXTURES) go test -race -count=1 -timeout 30m ./...
-	cd hack/conformance && FLEETBRIDGE_FIXTURES=$(FIXTURES) go test -count=1 ./...
+	cd hack/conformance && FLEETBRIDGE_FIXTURES=$(FIXTURES) FLEETBRIDGE_BINARY=$(BIN)/fleetbridge \
+		FLEETBRIDGE_CAPI_CLUSTER_CRD=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/cluster-api)/core/config/crd/bases/cluster.x-k8s.io_clusters.yaml \
+		go test -count=1 ./...
 
 .PHONY: test-short
 test-short: ## Unit tests only (no API server).
