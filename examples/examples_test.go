@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
+	"github.com/fleetbridge/fleetbridge/plugin"
 )
 
 var mgmt *testenv.Management
@@ -58,8 +60,11 @@ func TestExamplesApply(t *testing.T) {
 			}
 			group := obj.GroupVersionKind().Group
 			switch {
-			case strings.HasSuffix(group, "fluxcd.io"):
+			case strings.HasSuffix(group, "toolkit.fluxcd.io"):
 				fluxUsers = append(fluxUsers, obj)
+				continue
+			case group == "fluxcd.controlplane.io":
+				checkFluxOperator(t, file, obj)
 				continue
 			case group == "fleetbridge.io" && obj.GetKind() == "Registration":
 				reg := fleetv1.Registration{}
@@ -126,4 +131,22 @@ func servedBy(regs []fleetv1.Registration, namespace string, ref meta.KubeConfig
 		}
 	}
 	return false
+}
+
+// checkFluxOperator checks what the test bed cannot apply (no Flux Operator CRDs): an ExternalService
+// provider must ask fleetbridge's endpoint with query parameters it accepts.
+func checkFluxOperator(t *testing.T, file string, obj *unstructured.Unstructured) {
+	t.Helper()
+	if obj.GetKind() != "ResourceSetInputProvider" {
+		return
+	}
+	raw, _, _ := unstructured.NestedString(obj.Object, "spec", "url")
+	u, err := url.Parse(raw)
+	if err != nil || u.Path != "/api/v1/flux/inputs" {
+		t.Errorf("%s: url %q is not fleetbridge's Flux endpoint", file, raw)
+		return
+	}
+	if _, err := plugin.ParseFluxQuery(u.Query()); err != nil {
+		t.Errorf("%s: fleetbridge would refuse the query: %v", file, err)
+	}
 }

@@ -149,6 +149,9 @@ var fluxQueryKeys = map[string]bool{
 	"clusterSelector": true, "registration": true, "includeUnready": true,
 }
 
+// ParseFluxQuery is parseFluxQuery for callers outside the server (tests of examples).
+func ParseFluxQuery(q url.Values) (fleet.Filter, error) { return parseFluxQuery(q) }
+
 // parseFluxQuery reads the same filters as the Argo CD inputs from query parameters; selectors use the
 // string form and workloads is comma separated.
 func parseFluxQuery(q url.Values) (fleet.Filter, error) {

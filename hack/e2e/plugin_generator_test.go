@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -83,12 +84,14 @@ func TestPluginGeneratorFansOutWorkloads(t *testing.T) {
 		return out
 	}
 	expectApplicationsIn(t, ctx, pluginNS, want("eu-1"))
+	expectWorkloadStatus(t, ctx, types.NamespacedName{Namespace: "apps", Name: "guestbook"}, 1)
 
 	// A new cluster: registered, then its Applications, with the ApplicationSets' requeue untouched.
 	_, err = mgmt.AddWorkload(ctx, capiNS, "eu-2", testenv.ClusterOptions{Labels: labels("prod")})
 	must(t, err)
 	start := time.Now() // the Cluster and its kubeconfig Secret exist, its control plane is initialized
 	expectApplicationsIn(t, ctx, pluginNS, want("eu-1", "eu-2"))
+	expectWorkloadStatus(t, ctx, types.NamespacedName{Namespace: "apps", Name: "guestbook"}, 2)
 	t.Logf("a newly ready cluster had its Applications %.1fs after it was published", time.Since(start).Seconds())
 	if time.Since(start) > 60*time.Second {
 		t.Fatal("slower than 60 s")
@@ -146,4 +149,19 @@ func pluginAppSet(name string, goTemplate bool) *unstructured.Unstructured {
 			},
 		},
 	}}
+}
+
+func expectWorkloadStatus(t *testing.T, ctx context.Context, key types.NamespacedName, matched int32) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var w fleetv1.Workload
+	for time.Now().Before(deadline) {
+		must(t, mgmt.Client.Get(ctx, key, &w))
+		ready := meta.FindStatusCondition(w.Status.Conditions, fleetv1.ReadyCondition)
+		if w.Status.MatchedClusters == matched && ready != nil && ready.Reason == fleetv1.ReasonMatched && w.Status.ObservedGeneration == w.Generation {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("Workload %s status %+v, want %d matched clusters", key, w.Status, matched)
 }

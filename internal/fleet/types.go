@@ -52,8 +52,8 @@ type WorkloadParams struct {
 	Name                 string         `json:"name"`
 	Namespace            string         `json:"namespace"`
 	RepoURL              string         `json:"repoURL"`
-	Path                 string         `json:"path,omitempty"`
-	Chart                string         `json:"chart,omitempty"`
+	Path                 string         `json:"path"`
+	Chart                string         `json:"chart"`
 	TargetRevision       string         `json:"targetRevision"`
 	DestinationNamespace string         `json:"destinationNamespace"`
 	Values               map[string]any `json:"values"`
