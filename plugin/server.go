@@ -73,13 +73,14 @@ func (s *Server) handleReady(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
-// snapshot is the fleet, or a 503 while it is incomplete: an answer from a partial cache would make
-// Argo CD delete Applications of clusters it has not seen yet.
-func (s *Server) snapshot() (*fleet.Snapshot, error) {
+// pairs answers a filter from the fleet, or a 503 while the fleet is incomplete: an answer from a
+// partial cache would make Argo CD delete Applications of clusters it has not seen yet.
+func (s *Server) pairs(filter fleet.Filter) ([]fleet.Pair, error) {
 	if !s.fleet.Synced() {
 		return nil, newError(kindNotReady, "fleet caches are not synced yet; retry later")
 	}
-	return s.fleet.Snapshot(), nil
+	snap := s.fleet.Snapshot()
+	return fleet.Pairs(snap.Clusters, snap.Workloads, filter)
 }
 
 // handleArgoCD answers POST /api/v1/getparams.execute.
@@ -90,12 +91,7 @@ func (s *Server) handleArgoCD(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	snap, err := s.snapshot()
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	pairs, err := fleet.Pairs(snap.Clusters, snap.Workloads, filter)
+	pairs, err := s.pairs(filter)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -121,12 +117,7 @@ func (s *Server) handleFlux(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	snap, err := s.snapshot()
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	pairs, err := fleet.Pairs(snap.Clusters, snap.Workloads, filter)
+	pairs, err := s.pairs(filter)
 	if err != nil {
 		s.fail(c, err)
 		return

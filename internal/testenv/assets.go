@@ -77,10 +77,15 @@ func ModuleDirIn(moduleRoot, module string) (string, error) {
 	return dir, nil
 }
 
-// ArgoCDCRDPaths are the Application, ApplicationSet and AppProject CRDs of the Argo CD version
-// hack/conformance pins, read from the module cache.
+// ArgoCDCRDPaths are the Application, ApplicationSet and AppProject CRDs of the Argo CD version under
+// test, read from the module cache: v2 as hack/conformance pins it, or, when ARGOCD_MODULE_ROOT and
+// ARGOCD_MODULE name another module (hack/argocd-v3, github.com/argoproj/argo-cd/v3), that one.
 func ArgoCDCRDPaths() ([]string, error) {
-	dir, err := ModuleDirIn(filepath.Join("hack", "conformance"), "github.com/argoproj/argo-cd/v2")
+	root, module := filepath.Join("hack", "conformance"), "github.com/argoproj/argo-cd/v2"
+	if os.Getenv("ARGOCD_MODULE") != "" {
+		root, module = os.Getenv("ARGOCD_MODULE_ROOT"), os.Getenv("ARGOCD_MODULE")
+	}
+	dir, err := ModuleDirIn(root, module)
 	if err != nil {
 		return nil, err
 	}
