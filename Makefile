@@ -59,6 +59,10 @@ verify: generate manifests ## Regenerate, tidy every module, and fail if the tre
 build: ## Build the static fleetbridge binary into bin/.
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/fleetbridge ./cmd/fleetbridge
 
+.PHONY: run
+run: build ## Run fleetbridge against the cluster KUBECONFIG points at (set FLEETBRIDGE_PLUGIN_TOKEN for the plugin).
+	$(BIN)/fleetbridge --metrics-bind-address=127.0.0.1:8080 --health-probe-bind-address=127.0.0.1:8081 --plugin-bind-address=127.0.0.1:8090
+
 .PHONY: envtest-assets
 envtest-assets: $(K8S_STAMP) ## Build kube-apiserver and etcd into bin/k8s (only when missing or versions change).
 
