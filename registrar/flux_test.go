@@ -152,6 +152,37 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		}
 	})
 
+	t.Run("a namespace selector adds namespaces as they appear", func(t *testing.T) {
+		base := registration(t, ctx, "flux")
+		patched := base.DeepCopy()
+		patched.Spec.Flux.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"fleetbridge.io/flux-tenant": "true"}}
+		must(t, c.Patch(ctx, patched, client.MergeFrom(base)))
+		must(t, mgmt.EnsureNamespace(ctx, "tenant-c", map[string]string{"fleetbridge.io/flux-tenant": "true"}))
+		eventually(t, 20*time.Second, "tenant-c secrets", func() error {
+			for key := range workloads {
+				if _, err := sameToken(key, "tenant-a", "tenant-b", "tenant-c"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		// Dropping the selector removes tenant-c's Secrets again.
+		base = registration(t, ctx, "flux")
+		patched = base.DeepCopy()
+		patched.Spec.Flux.NamespaceSelector = nil
+		must(t, c.Patch(ctx, patched, client.MergeFrom(base)))
+		eventually(t, 20*time.Second, "tenant-c secrets removed", func() error {
+			list := &corev1.SecretList{}
+			if err := c.List(ctx, list, client.InNamespace("tenant-c")); err != nil {
+				return err
+			}
+			if len(list.Items) != 0 {
+				return fmt.Errorf("%d secrets left in tenant-c", len(list.Items))
+			}
+			return nil
+		})
+	})
+
 	t.Run("dropping a namespace removes only its Secrets", func(t *testing.T) {
 		base := registration(t, ctx, "flux")
 		patched := base.DeepCopy()
