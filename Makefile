@@ -21,11 +21,15 @@ ARGOCD_BIN := $(BIN)/argocd
 ARGOCD_STAMP := $(BIN)/.stamp-argocd-$(shell grep -m1 -o 'argo-cd/v2 v[0-9.]*' hack/conformance/go.mod | cut -d' ' -f2)
 export ARGOCD_BINARY := $(ARGOCD_BIN)
 
+# Argo CD v3's controller, for running the end-to-end tests a second time against Argo CD 3.x.
+ARGOCD_V3_BIN := $(BIN)/argocd-v3
+ARGOCD_V3_STAMP := $(BIN)/.stamp-argocd-v3-$(shell grep -m1 -o 'argo-cd/v3 v[0-9.]*' hack/argocd-v3/go.mod | cut -d' ' -f2)
+
 # The main module's tests write what fleetbridge produced here; hack/conformance feeds it to Argo CD's code.
 FIXTURES := $(BIN)/fixtures
 
 # Every Go module in the tree; verify tidies each one.
-MODULES := . hack/tools hack/k8s hack/conformance
+MODULES := . hack/tools hack/k8s hack/conformance hack/argocd-v3
 
 .PHONY: help
 help: ## Show this help.
@@ -87,13 +91,24 @@ $(ARGOCD_STAMP): hack/conformance/go.mod
 	rm -f $(BIN)/.stamp-argocd-*
 	touch $@
 
+.PHONY: argocd-v3-bin
+argocd-v3-bin: $(ARGOCD_V3_STAMP) ## Build Argo CD v3's binary (end-to-end tests against Argo CD 3.x) into bin/.
+
+$(ARGOCD_V3_STAMP): hack/argocd-v3/go.mod
+	mkdir -p $(BIN)
+	cd hack/argocd-v3 && go build -o $(ARGOCD_V3_BIN) github.com/argoproj/argo-cd/v3/cmd
+	rm -f $(BIN)/.stamp-argocd-v3-*
+	touch $@
+
 .PHONY: test
-test: envtest-assets argocd-bin build ## Unit, envtest integration (-race), Argo CD conformance and end-to-end tests; the README's test command.
+test: envtest-assets argocd-bin argocd-v3-bin build ## Unit, envtest integration (-race), Argo CD conformance, and end-to-end tests against Argo CD 2.x and 3.x; the README's test command.
 	rm -rf $(FIXTURES) && mkdir -p $(FIXTURES)
 	FLEETBRIDGE_FIXTURES=$(FIXTURES) go test -race -count=1 -timeout 30m ./...
 	cd hack/conformance && FLEETBRIDGE_FIXTURES=$(FIXTURES) FLEETBRIDGE_BINARY=$(BIN)/fleetbridge \
 		FLEETBRIDGE_CAPI_CLUSTER_CRD=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/cluster-api)/core/config/crd/bases/cluster.x-k8s.io_clusters.yaml \
 		go test -count=1 ./...
+	ARGOCD_BINARY=$(ARGOCD_V3_BIN) ARGOCD_MODULE_ROOT=hack/argocd-v3 ARGOCD_MODULE=github.com/argoproj/argo-cd/v3 \
+		go test -count=1 ./hack/e2e/
 
 .PHONY: test-short
 test-short: ## Unit tests only (no API server).

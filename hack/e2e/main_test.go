@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
 )
 
@@ -17,6 +20,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// This process only drives the test; fleetbridge and Argo CD log in their own processes.
+	ctrl.SetLogger(logr.Discard())
 	os.Exit(run(m))
 }
 
