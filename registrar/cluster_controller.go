@@ -499,6 +499,14 @@ func (r *ClusterReconciler) deregisterCluster(ctx context.Context, key types.Nam
 // (a conflict loser keeps its Conflict result).
 func (r *ClusterReconciler) deregister(ctx context.Context, cluster *clusterv1.Cluster, key types.NamespacedName, registration string,
 	written []corev1.Secret, removeAccess, forgetResult bool) error {
+	// Revoke first (deleting the ServiceAccount invalidates every token), then remove the Secrets.
+	if removeAccess {
+		if conn, err := r.conns.get(ctx, key); err == nil && conn.kube != nil {
+			if err := removeWorkloadAccess(ctx, conn.kube, registration); err != nil {
+				log.FromContext(ctx).Info("could not remove the workload ServiceAccount; its tokens expire on their own", "registration", registration, "error", shortError(err))
+			}
+		}
+	}
 	var errs []error
 	deleted := 0
 	for i := range written {
@@ -510,13 +518,6 @@ func (r *ClusterReconciler) deregister(ctx context.Context, cluster *clusterv1.C
 			continue
 		}
 		deleted++
-	}
-	if removeAccess {
-		if conn, err := r.conns.get(ctx, key); err == nil && conn.kube != nil {
-			if err := removeWorkloadAccess(ctx, conn.kube, registration); err != nil {
-				log.FromContext(ctx).Info("could not remove the workload ServiceAccount; its tokens expire on their own", "registration", registration, "error", shortError(err))
-			}
-		}
 	}
 	tokenExpirySeconds.DeleteLabelValues(registration, key.Namespace, key.Name)
 	r.minted.Delete(tokenKey{registration, key})

@@ -31,7 +31,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 	}
 	workloads := map[types.NamespacedName]*testenv.Workload{}
 	for _, name := range []string{"f1", "f2"} {
-		w, err := mgmt.AddWorkload(ctx, "fleet-flux", name, testenv.ClusterOptions{Labels: map[string]string{"gitops": "flux", "env": "prod"}})
+		w, err := mgmt.AddWorkload(ctx, "fleet-flux", name, testenv.ClusterOptions{Labels: map[string]string{"gitops": "flux", "tier": "gold"}})
 		must(t, err)
 		workloads[types.NamespacedName{Namespace: "fleet-flux", Name: name}] = w
 	}
@@ -42,10 +42,11 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "flux"},
 		Spec: fleetv1.RegistrationSpec{
 			ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"gitops": "flux"}},
-			Labels:          fleetv1.LabelPolicy{Propagate: []string{"env"}},
+			Labels:          fleetv1.LabelPolicy{Propagate: []string{"tier"}},
 			ArgoCD:          &fleetv1.ArgoCDTarget{Namespace: "argocd-flux"},
 			Flux:            &fleetv1.FluxTarget{Namespaces: []string{"tenant-a", "tenant-b"}},
-			Credentials:     fleetv1.Credentials{TokenTTL: &metav1.Duration{Duration: time.Hour}},
+			Credentials: fleetv1.Credentials{TokenTTL: &metav1.Duration{Duration: time.Hour},
+				ServiceAccount: fleetv1.ServiceAccountReference{Name: "fleetbridge-flux"}},
 		},
 	}
 	must(t, c.Create(ctx, reg))
@@ -101,7 +102,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		for _, ns := range []string{"tenant-a", "tenant-b"} {
 			s, err := fluxSecret(ns, key.Name)
 			must(t, err)
-			if s.Labels[flux.WatchLabel] != flux.WatchEnabled || s.Labels["env"] != "prod" || s.Labels[owned.LabelOutput] != owned.OutputFlux {
+			if s.Labels[flux.WatchLabel] != flux.WatchEnabled || s.Labels["tier"] != "gold" || s.Labels[owned.LabelOutput] != owned.OutputFlux {
 				t.Fatalf("labels of %s/%s: %v", ns, s.Name, s.Labels)
 			}
 			// What a Kustomization in ns with spec.kubeConfig.secretRef would do, with Flux's own code.

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
@@ -108,14 +109,10 @@ func TestPluginGeneratorFansOutWorkloads(t *testing.T) {
 		appSet := &unstructured.Unstructured{}
 		appSet.SetAPIVersion("argoproj.io/v1alpha1")
 		appSet.SetKind("ApplicationSet")
-		must(t, c.Get(ctx, types.NamespacedName{Namespace: pluginNS, Name: name}, appSet))
-		annotations := appSet.GetAnnotations()
-		if annotations == nil {
-			annotations = map[string]string{}
-		}
-		annotations["argocd.argoproj.io/application-set-refresh"] = "true"
-		appSet.SetAnnotations(annotations)
-		must(t, c.Update(ctx, appSet))
+		appSet.SetNamespace(pluginNS)
+		appSet.SetName(name)
+		refresh := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/application-set-refresh":"true"}}}`)
+		must(t, c.Patch(ctx, appSet, client.RawPatch(types.MergePatchType, refresh)))
 	}
 	time.Sleep(5 * time.Second)
 	expectApplicationsIn(t, ctx, pluginNS, want("eu-1"))
