@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ type ClusterReconciler struct {
 	Recorder  events.EventRecorder
 	Now       func() time.Time
 	Resync    time.Duration
+	// Namespaces are where the controller may write Secrets (its RBAC); a desired Secret elsewhere fails
+	// the cluster with NamespaceNotAllowed instead of a Forbidden from the API server.
+	Namespaces Namespaces
 
 	conns   *connections
 	results *results
@@ -219,6 +223,11 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 		}()
 	}
 	for _, d := range desired {
+		if !r.Namespaces.SecretsAllowed(d.Namespace) {
+			return failed(failure(fleetv1.ReasonNamespaceNotAllowed,
+				"fleetbridge may not write Secrets in namespace %s (allowed: %s); add it to --secret-namespaces (Helm value rbac.secretNamespaces)",
+				d.Namespace, strings.Join(r.Namespaces.Secrets, ", ")), fleetv1.ReasonNamespaceNotAllowed)
+		}
 		var err error
 		if d.Labels[owned.LabelOutput] == owned.OutputArgoCD {
 			err = r.writeArgoSecret(ctx, reg, key, d)

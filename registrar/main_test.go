@@ -121,6 +121,13 @@ type runningManager struct {
 
 func startManager(t *testing.T) *runningManager {
 	t.Helper()
+	return startManagerIn(t, Namespaces{})
+}
+
+// startManagerIn starts a registrar confined to namespaces, as --secret-namespaces and
+// --cluster-namespaces confine the binary.
+func startManagerIn(t *testing.T, namespaces Namespaces) *runningManager {
+	t.Helper()
 	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, clock: &testClock{}, done: make(chan error, 1)}
 	cfg := *mgmt.Config
 	cfg.Wrap(rm.mgmtWrites.wrap)
@@ -129,7 +136,7 @@ func startManager(t *testing.T) *runningManager {
 		Scheme:                 testenv.NewScheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{ByObject: CacheByObject()},
+		Cache:                  cache.Options{ByObject: CacheByObject(namespaces)},
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
@@ -139,6 +146,7 @@ func startManager(t *testing.T) *runningManager {
 	opts.Now = rm.clock.Now
 	opts.WrapWorkloadTransport = rm.workloadWrites.wrap
 	opts.ProbeTimeout = 3 * time.Second
+	opts.Namespaces = namespaces
 	ctx, cancel := context.WithCancel(context.Background())
 	rm.cancel = cancel
 	rm.reg, err = Setup(ctx, mgr, opts)

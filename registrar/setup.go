@@ -3,6 +3,7 @@ package registrar
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +47,33 @@ type Options struct {
 	Now func() time.Time
 	// WrapWorkloadTransport, when set, wraps the transport of every workload client (tests count calls).
 	WrapWorkloadTransport func(http.RoundTripper) http.RoundTripper
+	// Namespaces confines what the controller watches and writes; the zero value means everywhere.
+	Namespaces Namespaces
+}
+
+// Namespaces confine the controller to the namespaces its RBAC covers, so it can run without
+// cluster-wide Secret access. An empty list means every namespace.
+type Namespaces struct {
+	// Secrets are the namespaces fleetbridge writes Secrets in: Argo CD's and every Flux target namespace.
+	Secrets []string
+	// Clusters are the namespaces whose CAPI Clusters, and their kubeconfig Secrets, are read.
+	Clusters []string
+}
+
+// SecretsAllowed reports whether fleetbridge may write Secrets in namespace.
+func (n Namespaces) SecretsAllowed(namespace string) bool {
+	return len(n.Secrets) == 0 || slices.Contains(n.Secrets, namespace)
+}
+
+func namespaceSet(names []string) map[string]cache.Config {
+	if len(names) == 0 {
+		return nil
+	}
+	set := make(map[string]cache.Config, len(names))
+	for _, n := range names {
+		set[n] = cache.Config{}
+	}
+	return set
 }
 
 // Registrar is the set-up registrar: its two reconcilers, exposed so tests can drive them directly.
@@ -59,11 +87,13 @@ func DefaultOptions() Options {
 	return Options{Resync: 10 * time.Minute, ProbeTimeout: 10 * time.Second, WorkloadQPS: 20, WorkloadBurst: 40, Workers: 8}
 }
 
-// CacheByObject restricts the manager's Secret informer to Secrets fleetbridge owns: the registrar never
-// caches other Secrets (CAPI kubeconfig Secrets are watched as metadata by a cache of their own).
-func CacheByObject() map[client.Object]cache.ByObject {
+// CacheByObject restricts the manager's Secret informer to Secrets fleetbridge owns, in the namespaces
+// it may write: the registrar never caches other Secrets (CAPI kubeconfig Secrets are watched as metadata
+// by a cache of their own). Clusters are watched only where their kubeconfig Secrets may be read.
+func CacheByObject(ns Namespaces) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: owned.Selector()},
+		&corev1.Secret{}:     {Label: owned.Selector(), Namespaces: namespaceSet(ns.Secrets)},
+		&clusterv1.Cluster{}: {Namespaces: namespaceSet(ns.Clusters)},
 	}
 }
 
@@ -72,7 +102,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	capiSecrets, err := newKubeconfigSecretCache(mgr)
+	capiSecrets, err := newKubeconfigSecretCache(mgr, opts.Namespaces.Clusters)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +124,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 
 	clusters := &ClusterReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Now: opts.Now, Resync: opts.Resync,
-		conns: conns, results: res, registrationEvents: wakeups,
+		Namespaces: opts.Namespaces, conns: conns, results: res, registrationEvents: wakeups,
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
@@ -124,7 +154,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 
 // newKubeconfigSecretCache watches, as metadata only, the Secrets Cluster API labels with a cluster name.
 // Their data (the admin credentials) is read on demand and never kept in an informer.
-func newKubeconfigSecretCache(mgr ctrl.Manager) (cache.Cache, error) {
+func newKubeconfigSecretCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
 	hasClusterName, err := labels.NewRequirement(clusterv1.ClusterNameLabel, labelselection.Exists, nil)
 	if err != nil {
 		return nil, err
@@ -134,6 +164,7 @@ func newKubeconfigSecretCache(mgr ctrl.Manager) (cache.Cache, error) {
 		Scheme:               mgr.GetScheme(),
 		Mapper:               mgr.GetRESTMapper(),
 		DefaultLabelSelector: labels.NewSelector().Add(*hasClusterName),
+		DefaultNamespaces:    namespaceSet(namespaces),
 	})
 }
 

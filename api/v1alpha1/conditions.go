@@ -37,6 +37,9 @@ const (
 	ReasonConflict = "Conflict"
 	// ReasonWriteFailed: writing a secret on the management cluster failed.
 	ReasonWriteFailed = "WriteFailed"
+	// ReasonNamespaceNotAllowed: an output targets a namespace outside the controller's --secret-namespaces
+	// (the namespaces its RBAC lets it write Secrets in).
+	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
 	// ReasonMatched: a Workload is paired with at least one registered cluster.
 	ReasonMatched = "Matched"
 	// ReasonDeregistered: the cluster's secrets and workload-side credentials were removed.

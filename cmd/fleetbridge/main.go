@@ -4,8 +4,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -37,6 +39,9 @@ func run() error {
 		metricsAddr, probeAddr  string
 		leaderElect             bool
 		leaderElectionNamespace string
+		leaderElectionID        string
+		secretNamespaces        string
+		clusterNamespaces       string
 		enableRegistrar         bool
 		enablePlugin            bool
 		pluginOpts              = plugin.Options{}
@@ -51,6 +56,9 @@ func run() error {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one replica reconciles.")
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	flag.StringVar(&leaderElectionID, "leader-election-id", "fleetbridge.fleetbridge.io", "Name of the leader election Lease (registrar and plugin Deployments run apart need two).")
+	flag.StringVar(&secretNamespaces, "secret-namespaces", "", "Comma-separated namespaces fleetbridge writes Secrets in (Argo CD's and Flux's); empty means every namespace. Match it to the RBAC.")
+	flag.StringVar(&clusterNamespaces, "cluster-namespaces", "", "Comma-separated namespaces whose CAPI Clusters and kubeconfig Secrets are read; empty means every namespace. Match it to the RBAC.")
 	flag.BoolVar(&enableRegistrar, "enable-registrar", true, "Run the registrar controllers.")
 	flag.BoolVar(&enablePlugin, "enable-plugin", true, "Run the plugin server (Argo CD plugin generator, Flux ExternalService inputs).")
 	flag.StringVar(&pluginOpts.Addr, "plugin-bind-address", ":8090", "Address of the plugin server.")
@@ -69,11 +77,8 @@ func run() error {
 	opts.WorkloadQPS = float32(workloadQPS)
 	// A token for local runs comes from the environment, never from the command line (visible in ps).
 	pluginOpts.Token = os.Getenv("FLEETBRIDGE_PLUGIN_TOKEN")
-	for _, name := range strings.Split(pluginConfigMaps, ",") {
-		if name = strings.TrimSpace(name); name != "" {
-			pluginOpts.ConfigMaps = append(pluginOpts.ConfigMaps, name)
-		}
-	}
+	pluginOpts.ConfigMaps = commaList(pluginConfigMaps)
+	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces)}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	scheme := runtime.NewScheme()
@@ -91,9 +96,9 @@ func run() error {
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
-		LeaderElectionID:        "fleetbridge.fleetbridge.io",
+		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: leaderElectionNamespace,
-		Cache:                   cache.Options{ByObject: registrar.CacheByObject()},
+		Cache:                   cache.Options{ByObject: registrar.CacheByObject(opts.Namespaces)},
 	})
 	if err != nil {
 		return err
@@ -111,9 +116,30 @@ func run() error {
 		}
 	}
 	if enablePlugin {
-		if _, err := plugin.Setup(ctx, mgr, pluginOpts); err != nil {
+		store, err := plugin.Setup(ctx, mgr, pluginOpts)
+		if err != nil {
+			return err
+		}
+		// A replica whose fleet view has not synced would answer 503; keep it out of the plugin Service.
+		if err := mgr.AddReadyzCheck("fleet-synced", func(*http.Request) error {
+			if !store.Synced() {
+				return errors.New("fleet caches have not synced")
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
 	}
 	return mgr.Start(ctx)
+}
+
+// commaList splits a comma-separated flag value, dropping empty entries.
+func commaList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
