@@ -42,8 +42,9 @@ generate: ## Generate deepcopy code for api/.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: ## Generate CRDs (config/crd/bases) and RBAC (config/rbac) from markers.
+manifests: ## Generate CRDs (config/crd/bases, and the Helm chart's crds/) and RBAC (config/rbac) from markers.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	rm -f config/helm/fleetbridge/crds/*.yaml && cp config/crd/bases/*.yaml config/helm/fleetbridge/crds/
 	$(CONTROLLER_GEN) rbac:roleName=fleetbridge-manager paths=./registrar/... paths=./plugin/... paths=./internal/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: lint
@@ -66,6 +67,12 @@ build: ## Build the static fleetbridge binary into bin/.
 .PHONY: run
 run: build ## Run fleetbridge against the cluster KUBECONFIG points at (set FLEETBRIDGE_PLUGIN_TOKEN for the plugin).
 	$(BIN)/fleetbridge --metrics-bind-address=127.0.0.1:8080 --health-probe-bind-address=127.0.0.1:8081 --plugin-bind-address=127.0.0.1:8090
+
+.PHONY: demo
+demo: envtest-assets build ## Run fleetbridge against a local real API server with two workload clusters (Ctrl-C stops it).
+	@# Built, not `go run`: go run exits 1 on Ctrl-C even when the demo cleaned up and exited 0.
+	go build -o $(BIN)/demo ./hack/demo
+	$(BIN)/demo
 
 .PHONY: envtest-assets
 envtest-assets: $(K8S_STAMP) ## Build kube-apiserver and etcd into bin/k8s (only when missing or versions change).

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -129,4 +130,29 @@ func CRDPaths() ([]string, error) {
 		filepath.Join(capiCRDs, "cluster.x-k8s.io_clusters.yaml"),
 		filepath.Join(capiCRDs, "cluster.x-k8s.io_clusterclasses.yaml"),
 	}, nil
+}
+
+// DownloadedModuleFile is a file inside a Go module fetched into the module cache by `go mod download`,
+// for CRDs that ship in a project's repository but not in any module fleetbridge depends on (Prometheus
+// Operator's ServiceMonitor). The module is not added to any go.mod.
+func DownloadedModuleFile(moduleVersion, rel string) (string, error) {
+	if dir, ok := moduleDirs.Load("download|" + moduleVersion); ok {
+		return filepath.Join(dir.(string), rel), nil
+	}
+	cmd := exec.Command("go", "mod", "download", "-json", moduleVersion)
+	cmd.Dir = os.TempDir() // outside every module: nothing is resolved against a go.mod
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("testenv: go mod download %s: %w\n%s", moduleVersion, err, out)
+	}
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+		return "", fmt.Errorf("testenv: go mod download %s: %s", moduleVersion, strings.TrimSpace(info.Error+" "+fmt.Sprint(err)))
+	}
+	moduleDirs.Store("download|"+moduleVersion, info.Dir)
+	path := filepath.Join(info.Dir, rel)
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("testenv: %s has no %s", moduleVersion, rel)
+	}
+	return path, nil
 }

@@ -1,0 +1,302 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/testenv"
+)
+
+// The chart installs and upgrades for real with Helm's SDK: the generated plugin token is the same in
+// fleetbridge's and Argo CD's namespaces and survives the upgrade. Then the fleetbridge binary runs as
+// the chart's ServiceAccounts (split, confined to listed namespaces), with the args the chart renders,
+// and registers a cluster and answers the plugin: the least-privilege RBAC is enough, and nothing is
+// refused.
+func TestChartInstallUpgradeAndRunWithItsRBAC(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const (
+		release   = "fleetbridge"
+		namespace = "fleetbridge-live"
+		argoNS    = "argocd-live"
+		fleetNS   = "fleet-live"
+	)
+	for _, ns := range []string{namespace, argoNS, fleetNS, "fleet-unlisted", "workloads-live"} {
+		must(t, mgmt.EnsureNamespace(ctx, ns, nil))
+	}
+	dir := t.TempDir()
+	adminKubeconfig := filepath.Join(dir, "admin.kubeconfig")
+	kc, err := mgmt.KubeConfig()
+	must(t, err)
+	must(t, os.WriteFile(adminKubeconfig, kc, 0o600))
+
+	cfg := &action.Configuration{}
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &adminKubeconfig, ptrTo(namespace)
+	must(t, cfg.Init(flags, namespace, "secret", func(string, ...any) {}))
+	values := parseValues(t, `
+split: true
+argocd: {namespace: `+argoNS+`}
+rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
+`)
+	install := action.NewInstall(cfg)
+	install.ReleaseName, install.Namespace = release, namespace
+	if _, err := install.Run(loadChart(t), values); err != nil {
+		t.Fatalf("helm install: %v", err)
+	}
+	token := pluginToken(t, ctx, namespace, argoNS)
+
+	values["registrar"] = map[string]any{"workers": 4}
+	upgrade := action.NewUpgrade(cfg)
+	upgrade.Namespace = namespace
+	rel, err := upgrade.Run(release, loadChart(t), values)
+	if err != nil {
+		t.Fatalf("helm upgrade: %v", err)
+	}
+	if again := pluginToken(t, ctx, namespace, argoNS); again != token {
+		t.Fatal("helm upgrade replaced the generated plugin token")
+	}
+
+	bin := buildFleetbridge(t, dir)
+	pluginAddr := ""
+	var procs []*testenv.Process
+	for _, d := range decodeObjects(t, []byte(rel.Manifest)) {
+		if d.GetKind() != "Deployment" {
+			continue
+		}
+		sa, _, _ := unstructured.NestedString(d.Object, "spec", "template", "spec", "serviceAccountName")
+		args, addr := localArgs(t, d, namespace, dir, token)
+		if addr != "" {
+			pluginAddr = addr
+		}
+		p, err := testenv.StartProcess(bin, args, []string{"KUBECONFIG=" + impersonating(t, dir, kc, namespace, sa)})
+		must(t, err)
+		procs = append(procs, p)
+		defer func() {
+			if out := p.Stop(); t.Failed() || strings.Contains(strings.ToLower(out), "forbidden") {
+				t.Errorf("%s (as %s) output:\n%s", d.GetName(), sa, out)
+			}
+		}()
+	}
+	if len(procs) != 2 || pluginAddr == "" {
+		t.Fatalf("want a registrar and a plugin Deployment, got %d (plugin at %q)", len(procs), pluginAddr)
+	}
+
+	labels := map[string]string{"fleetbridge-test": "helm-live"}
+	_, err = mgmt.AddWorkload(ctx, fleetNS, "live-1", testenv.ClusterOptions{Labels: labels})
+	must(t, err)
+	_, err = mgmt.AddWorkload(ctx, "fleet-unlisted", "unlisted-1", testenv.ClusterOptions{Labels: labels})
+	must(t, err)
+	reg := &fleetv1.Registration{
+		ObjectMeta: metav1.ObjectMeta{Name: "helm-live"},
+		Spec: fleetv1.RegistrationSpec{
+			ClusterSelector: &metav1.LabelSelector{MatchLabels: labels},
+			ArgoCD:          &fleetv1.ArgoCDTarget{Namespace: argoNS},
+			Credentials:     fleetv1.Credentials{ServiceAccount: fleetv1.ServiceAccountReference{Name: "fleetbridge-helm-live"}},
+		},
+	}
+	must(t, mgmt.Client.Create(ctx, reg))
+	workload := &fleetv1.Workload{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "workloads-live", Name: "app"},
+		Spec: fleetv1.WorkloadSpec{
+			ClusterSelector: &metav1.LabelSelector{MatchLabels: labels},
+			Source:          fleetv1.WorkloadSource{RepoURL: "https://example.com/app.git", Path: "deploy", TargetRevision: "main"},
+			Destination:     fleetv1.WorkloadDestination{Namespace: "app"},
+		},
+	}
+	must(t, mgmt.Client.Create(ctx, workload))
+
+	waitFor(t, 60*time.Second, "the Registration registers the listed namespace's cluster only", func() error {
+		got := &fleetv1.Registration{}
+		if err := mgmt.Client.Get(ctx, types.NamespacedName{Name: reg.Name}, got); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(got.Status.Conditions, fleetv1.ReadyCondition)
+		if ready == nil || ready.Reason != fleetv1.ReasonRegistered || got.Status.Selected != 1 || got.Status.Registered != 1 {
+			return fmt.Errorf("status %+v, Ready %+v", got.Status, ready)
+		}
+		return nil
+	})
+	waitFor(t, 30*time.Second, "the plugin answers with the registered cluster", func() error {
+		pairs, err := askPlugin(ctx, pluginAddr, token)
+		if err != nil {
+			return err
+		}
+		if len(pairs) != 1 || !strings.HasPrefix(pairs[0], "app-live-1-") {
+			return fmt.Errorf("pairs %v", pairs)
+		}
+		return nil
+	})
+	// The registrar's finalizer cleans up with the chart's RBAC too.
+	must(t, mgmt.Client.Delete(ctx, reg))
+	waitFor(t, 30*time.Second, "the Registration's cleanup", func() error {
+		err := mgmt.Client.Get(ctx, types.NamespacedName{Name: reg.Name}, &fleetv1.Registration{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		list := &corev1.SecretList{}
+		if err := mgmt.Client.List(ctx, list, client.InNamespace(argoNS), client.HasLabels{"fleetbridge.io/registration"}); err != nil {
+			return err
+		}
+		if len(list.Items) != 0 {
+			return fmt.Errorf("%d Secrets left", len(list.Items))
+		}
+		return nil
+	})
+}
+
+// pluginToken reads the plugin token from fleetbridge's and Argo CD's Secrets, which must agree.
+func pluginToken(t *testing.T, ctx context.Context, namespaces ...string) string {
+	t.Helper()
+	var token string
+	for _, ns := range namespaces {
+		s := &corev1.Secret{}
+		must(t, mgmt.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fleetbridge-plugin-token"}, s))
+		got := string(s.Data["token"])
+		if len(got) < 32 || (token != "" && got != token) {
+			t.Fatalf("plugin token in %s is short or differs from the other namespace's", ns)
+		}
+		token = got
+	}
+	return token
+}
+
+// localArgs turns a rendered Deployment's args into a local run: loopback ports, the Lease namespace a
+// pod would infer, and the mounted token directory. It returns the plugin address when it serves one.
+func localArgs(t *testing.T, d *unstructured.Unstructured, namespace, dir, token string) ([]string, string) {
+	t.Helper()
+	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	raw, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	tokens := filepath.Join(dir, d.GetName()+"-tokens")
+	must(t, os.MkdirAll(tokens, 0o700))
+	must(t, os.WriteFile(filepath.Join(tokens, "token"), []byte(token), 0o600))
+	var args []string
+	plugin := ""
+	for _, a := range raw {
+		switch name, _, _ := strings.Cut(a, "="); name {
+		case "--metrics-bind-address", "--health-probe-bind-address":
+			a = name + "=0"
+		case "--plugin-bind-address":
+			plugin = freeAddr(t)
+			a = name + "=" + plugin
+		case "--plugin-tokens-dir":
+			a = name + "=" + tokens
+		}
+		args = append(args, a)
+	}
+	return append(args, "--leader-election-namespace="+namespace), plugin
+}
+
+// impersonating writes a kubeconfig that acts as a ServiceAccount, with the groups a pod's token has.
+func impersonating(t *testing.T, dir string, admin []byte, namespace, sa string) string {
+	t.Helper()
+	cfg, err := clientcmd.Load(admin)
+	must(t, err)
+	for _, auth := range cfg.AuthInfos {
+		auth.Impersonate = "system:serviceaccount:" + namespace + ":" + sa
+		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	}
+	path := filepath.Join(dir, sa+".kubeconfig")
+	must(t, clientcmd.WriteToFile(*cfg, path))
+	return path
+}
+
+func buildFleetbridge(t *testing.T, dir string) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	must(t, err)
+	bin := filepath.Join(dir, "fleetbridge")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/fleetbridge")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build fleetbridge: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// askPlugin is Argo CD's plugin generator call; it returns the pair names.
+func askPlugin(ctx context.Context, addr, token string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/getparams.execute",
+		bytes.NewBufferString(`{"applicationSetName":"live","input":{"parameters":{}}}`))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	var answer struct {
+		Output struct {
+			Parameters []struct {
+				Name string `json:"name"`
+			} `json:"parameters"`
+		} `json:"output"`
+	}
+	if err := json.Unmarshal(body, &answer); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range answer.Output.Parameters {
+		names = append(names, p.Name)
+	}
+	return names, nil
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", what, err)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,381 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+const chartDir = "helm/fleetbridge"
+
+var kubeVersion = &chartutil.KubeVersion{Version: "v1.36.3", Major: "1", Minor: "36"}
+
+// valueSets are the value combinations every chart test renders: the defaults and the switches a
+// platform team is most likely to flip.
+var valueSets = []struct {
+	name, namespace string
+	values          string
+}{
+	{"defaults", "fleetbridge-system", ``},
+	{"split with network policy and service monitor", "fleetbridge-split", `
+split: true
+registrar: {replicas: 2}
+plugin: {replicas: 3}
+networkPolicy: {enabled: true, fluxOperator: {enabled: true}}
+metrics: {serviceMonitor: {enabled: true, labels: {release: prometheus}}}
+`},
+	{"confined to listed namespaces", "fleetbridge-confined", `
+rbac:
+  secretNamespaces: [argocd, team-a]
+  clusterNamespaces: [fleet-eu, fleet-us]
+plugin: {token: {extraNamespaces: [team-a]}}
+`},
+	{"registrar only, Secrets everywhere", "fleetbridge-registrar", `
+plugin: {enabled: false}
+rbac: {allNamespaceSecrets: true}
+`},
+	{"plugin only, split, in Argo CD's namespace", "argocd", `
+split: true
+registrar: {enabled: false}
+leaderElection: {enabled: false}
+plugin: {token: {value: given-token-1234}, service: {type: NodePort}}
+argocd: {pluginConfigMap: {name: fleet-pairs, requestTimeout: 60}}
+`},
+}
+
+func loadChart(t *testing.T) *chart.Chart {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func parseValues(t *testing.T, s string) map[string]any {
+	t.Helper()
+	v := map[string]any{}
+	if err := yaml.Unmarshal([]byte(s), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// render is `helm template`: Helm's install action, client-only.
+func render(ch *chart.Chart, namespace string, values map[string]any) (string, error) {
+	install := action.NewInstall(&action.Configuration{})
+	install.DryRun, install.ClientOnly, install.Replace = true, true, true
+	install.ReleaseName, install.Namespace = "fleetbridge", namespace
+	install.KubeVersion = kubeVersion
+	rel, err := install.Run(ch, values)
+	if err != nil {
+		return "", err
+	}
+	return rel.Manifest, nil
+}
+
+// The chart lints clean and renders for every value set, and every object it renders, CRDs first, is
+// accepted by a real API server (server-side dry-run).
+func TestChartRendersAndApplies(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ch := loadChart(t)
+	var crds []*unstructured.Unstructured
+	for _, f := range ch.CRDObjects() {
+		crds = append(crds, decodeObjects(t, f.File.Data)...)
+	}
+	if len(crds) != 2 {
+		t.Fatalf("chart ships %d CRDs, want Registration and Workload", len(crds))
+	}
+	dryRunApply(t, ctx, "crds/", crds)
+
+	for _, vs := range valueSets {
+		t.Run(vs.name, func(t *testing.T) {
+			values := parseValues(t, vs.values)
+			linter := lint.AllWithKubeVersion(chartDir, values, vs.namespace, kubeVersion)
+			for _, msg := range linter.Messages {
+				if msg.Severity >= support.WarningSev {
+					t.Errorf("helm lint: %s", msg)
+				}
+			}
+			manifest, err := render(ch, vs.namespace, values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := decodeObjects(t, []byte(manifest))
+			dryRunApply(t, ctx, vs.name, objs)
+			checkWorkloads(t, objs)
+			checkRBAC(t, objs, parseValues(t, vs.values))
+			checkToken(t, objs)
+		})
+	}
+}
+
+// checkWorkloads: every Deployment runs as non-root with a read-only root filesystem, probes and
+// resource requests, and its ServiceAccount exists.
+func checkWorkloads(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	accounts := map[string]bool{}
+	for _, o := range objs {
+		if o.GetKind() == "ServiceAccount" {
+			accounts[o.GetName()] = true
+		}
+	}
+	deployments := 0
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		deployments++
+		pod, _, _ := unstructured.NestedMap(o.Object, "spec", "template", "spec")
+		if nonRoot, _, _ := unstructured.NestedBool(pod, "securityContext", "runAsNonRoot"); !nonRoot {
+			t.Errorf("%s: pod may run as root", o.GetName())
+		}
+		if sa, _, _ := unstructured.NestedString(pod, "serviceAccountName"); !accounts[sa] {
+			t.Errorf("%s: ServiceAccount %q is not rendered", o.GetName(), sa)
+		}
+		containers, _, _ := unstructured.NestedSlice(pod, "containers")
+		for _, c := range containers {
+			c := c.(map[string]any)
+			if ro, _, _ := unstructured.NestedBool(c, "securityContext", "readOnlyRootFilesystem"); !ro {
+				t.Errorf("%s: root filesystem is writable", o.GetName())
+			}
+			if esc, found, _ := unstructured.NestedBool(c, "securityContext", "allowPrivilegeEscalation"); !found || esc {
+				t.Errorf("%s: privilege escalation allowed", o.GetName())
+			}
+			for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+				if _, found, _ := unstructured.NestedMap(c, probe); !found {
+					t.Errorf("%s: no %s", o.GetName(), probe)
+				}
+			}
+			if _, found, _ := unstructured.NestedMap(c, "resources", "requests"); !found {
+				t.Errorf("%s: no resource requests", o.GetName())
+			}
+		}
+	}
+	if deployments == 0 {
+		t.Error("no Deployment rendered")
+	}
+}
+
+// checkToken: every copy of the plugin token Secret holds the same token, and Argo CD's copy carries
+// the label Argo CD needs to read it.
+func checkToken(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	var tokens []string
+	for _, o := range objs {
+		if o.GetKind() != "Secret" {
+			continue
+		}
+		tok, _, _ := unstructured.NestedString(o.Object, "data", "token")
+		tokens = append(tokens, tok)
+		if o.GetNamespace() == argoNamespace(objs) && o.GetLabels()["app.kubernetes.io/part-of"] != "argocd" {
+			t.Errorf("token Secret %s/%s lacks app.kubernetes.io/part-of=argocd", o.GetNamespace(), o.GetName())
+		}
+	}
+	for _, tok := range tokens {
+		if tok == "" || tok != tokens[0] {
+			t.Errorf("token Secrets differ or are empty")
+		}
+	}
+}
+
+// argoNamespace is where the plugin ConfigMap went ("" without one).
+func argoNamespace(objs []*unstructured.Unstructured) string {
+	for _, o := range objs {
+		if o.GetKind() == "ConfigMap" {
+			return o.GetNamespace()
+		}
+	}
+	return ""
+}
+
+// A wrong value is refused by values.schema.json with a message naming it.
+func TestChartSchemaRejectsWrongValues(t *testing.T) {
+	ch := loadChart(t)
+	for _, tc := range []struct{ values, mentions string }{
+		{`plugin: {port: http}`, "/plugin/port"},
+		{`registrar: {resync: ten minutes}`, "/registrar/resync"},
+		{`registar: {workers: 2}`, "registar"},
+		{`rbac: {secretNamespaces: [Team_A]}`, "/rbac/secretNamespaces/0"},
+		{`logLevel: verbose`, "/logLevel"},
+		{`replicas: -1`, "/replicas"},
+		{`image: {pullPolicy: Sometimes}`, "/image/pullPolicy"},
+		{`registrar: {enabled: false}
+plugin: {enabled: false}`, "enabled"},
+	} {
+		_, err := render(ch, "fleetbridge-system", parseValues(t, tc.values))
+		if err == nil {
+			t.Errorf("%q was accepted", tc.values)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.mentions) {
+			t.Errorf("%q: error does not mention %q: %v", tc.values, tc.mentions, err)
+		}
+	}
+}
+
+// permission is one verb on one resource, in a namespace ("" for cluster-wide).
+type permission struct{ namespace, group, resource, verb string }
+
+// grants resolves what each ServiceAccount may do from the rendered roles and bindings.
+func grants(t *testing.T, objs []*unstructured.Unstructured) map[string]map[permission]bool {
+	t.Helper()
+	rules := map[string][]any{} // "ClusterRole/name" or "Role/ns/name"
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ClusterRole":
+			r, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			rules["ClusterRole/"+o.GetName()] = r
+		case "Role":
+			r, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			rules["Role/"+o.GetNamespace()+"/"+o.GetName()] = r
+		}
+	}
+	out := map[string]map[permission]bool{}
+	for _, o := range objs {
+		if o.GetKind() != "ClusterRoleBinding" && o.GetKind() != "RoleBinding" {
+			continue
+		}
+		kind, _, _ := unstructured.NestedString(o.Object, "roleRef", "kind")
+		name, _, _ := unstructured.NestedString(o.Object, "roleRef", "name")
+		ref := kind + "/" + name
+		if kind == "Role" {
+			ref = "Role/" + o.GetNamespace() + "/" + name
+		}
+		r, ok := rules[ref]
+		if !ok {
+			t.Errorf("%s %s refers to %s, which the chart does not render", o.GetKind(), o.GetName(), ref)
+			continue
+		}
+		subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
+		for _, s := range subjects {
+			s := s.(map[string]any)
+			sa := fmt.Sprint(s["namespace"], "/", s["name"])
+			if out[sa] == nil {
+				out[sa] = map[permission]bool{}
+			}
+			for _, rule := range r {
+				rule := rule.(map[string]any)
+				for _, g := range rule["apiGroups"].([]any) {
+					for _, res := range rule["resources"].([]any) {
+						for _, v := range rule["verbs"].([]any) {
+							for _, word := range []any{g, res, v} {
+								if word == "*" {
+									t.Errorf("%s grants a wildcard", ref)
+								}
+							}
+							out[sa][permission{o.GetNamespace(), g.(string), res.(string), v.(string)}] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// checkRBAC: Secret writes are granted only in the Secret namespaces (cluster-wide only when asked),
+// CAPI kubeconfig reads only in the cluster namespaces when listed, and together the ServiceAccounts
+// hold exactly the permissions the code's RBAC markers ask for (config/rbac/role.yaml) plus leader
+// election: nothing the code does not use.
+func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, values map[string]any) {
+	t.Helper()
+	all := grants(t, objs)
+	rbac, _ := values["rbac"].(map[string]any)
+	secretNS := []string{"argocd"}
+	if l, ok := rbac["secretNamespaces"].([]any); ok {
+		secretNS = nil
+		for _, n := range l {
+			secretNS = append(secretNS, n.(string))
+		}
+	}
+	allSecrets, _ := rbac["allNamespaceSecrets"].(bool)
+	clusterNS, _ := rbac["clusterNamespaces"].([]any)
+	union := map[string]bool{}
+	for sa, perms := range all {
+		for p := range perms {
+			if p.group == "" && p.resource == "secrets" {
+				switch {
+				case p.verb == "create" || p.verb == "delete" || p.verb == "patch" || p.verb == "update":
+					if !allSecrets && !slices.Contains(secretNS, p.namespace) {
+						t.Errorf("%s may %s Secrets in %q", sa, p.verb, p.namespace)
+					}
+				case p.namespace == "" && len(clusterNS) > 0 && !allSecrets:
+					t.Errorf("%s may %s Secrets cluster-wide although rbac.clusterNamespaces is set", sa, p.verb)
+				}
+			}
+			union[p.group+"|"+p.resource+"|"+p.verb] = true
+		}
+	}
+	if !valueEnabled(values, "registrar") || !valueEnabled(values, "plugin") {
+		return // the exact-set check needs both components
+	}
+	want := map[string]bool{}
+	for _, w := range markerPermissions(t) {
+		want[w] = true
+	}
+	if le, ok := values["leaderElection"].(map[string]any); !ok || le["enabled"] != false {
+		for _, w := range []string{"coordination.k8s.io|leases|get", "coordination.k8s.io|leases|list", "coordination.k8s.io|leases|watch",
+			"coordination.k8s.io|leases|create", "coordination.k8s.io|leases|update", "coordination.k8s.io|leases|patch",
+			"coordination.k8s.io|leases|delete", "|events|create", "|events|patch"} {
+			want[w] = true
+		}
+	}
+	if diff := setDiff(union, want); diff != "" {
+		t.Errorf("chart RBAC differs from the code's markers (+ chart, - markers):\n%s", diff)
+	}
+}
+
+func valueEnabled(values map[string]any, component string) bool {
+	m, _ := values[component].(map[string]any)
+	return m == nil || m["enabled"] != false
+}
+
+// markerPermissions are the group|resource|verb triples of config/rbac/role.yaml (from the markers).
+func markerPermissions(t *testing.T) []string {
+	t.Helper()
+	role := decodeObjects(t, mustRead(t, "rbac/role.yaml"))
+	var out []string
+	rules, _, _ := unstructured.NestedSlice(role[0].Object, "rules")
+	for _, rule := range rules {
+		rule := rule.(map[string]any)
+		for _, g := range rule["apiGroups"].([]any) {
+			for _, res := range rule["resources"].([]any) {
+				for _, v := range rule["verbs"].([]any) {
+					out = append(out, fmt.Sprint(g, "|", res, "|", v))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func setDiff(got, want map[string]bool) string {
+	var lines []string
+	for k := range got {
+		if !want[k] {
+			lines = append(lines, "+ "+k)
+		}
+	}
+	for k := range want {
+		if !got[k] {
+			lines = append(lines, "- "+k)
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
