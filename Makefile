@@ -54,9 +54,13 @@ lint: ## gofmt and go vet.
 	cd hack/conformance && go vet ./...
 
 .PHONY: verify
-verify: generate manifests ## Regenerate, tidy every module, and fail if the tree changed.
+verify: generate manifests docs ## Regenerate, tidy every module, and fail if the tree changed.
 	for m in $(MODULES); do (cd $$m && go mod tidy); done
 	@if [ -n "$$(git status --porcelain)" ]; then echo "verify: the tree is dirty after regeneration:"; git status --porcelain; git --no-pager diff --stat; exit 1; fi
+
+.PHONY: docs
+docs: ## Generate docs/reference.md (Helm values, flags, CRD fields).
+	go run ./hack/docgen
 
 ##@ Build and test
 

@@ -24,18 +24,54 @@ import (
 
 var mgmt *testenv.Management
 
+// Flux's CRDs ship in its controllers' repositories, not in a module fleetbridge imports, so they are
+// read from these modules with `go mod download` (see testenv.DownloadedModuleFile). Each is the newest
+// version that downloads with go 1.26 and GOTOOLCHAIN=local: kustomize-controller and source-controller
+// v1.10.0, flux-operator v0.59.0 and helm-controller's api v1.7 require go 1.27, and helm-controller
+// v1.6.5 and v1.7.x are not on the module proxy. They serve the API versions the examples use:
+// kustomize.toolkit.fluxcd.io/v1, helm.toolkit.fluxcd.io/v2, source.toolkit.fluxcd.io/v1 and
+// fluxcd.controlplane.io/v1.
+const (
+	kustomizeControllerModule = "github.com/fluxcd/kustomize-controller@v1.9.6"
+	helmControllerModule      = "github.com/fluxcd/helm-controller@v1.6.4"
+	sourceControllerModule    = "github.com/fluxcd/source-controller@v1.9.6"
+	fluxOperatorModule        = "github.com/controlplaneio-fluxcd/flux-operator@v0.58.1"
+)
+
+// fluxCRDPaths are the CRD directories of the Flux modules above: every kind each of them defines
+// (Kustomization; HelmRelease; GitRepository, HelmRepository, OCIRepository and the other sources;
+// ResourceSet, ResourceSetInputProvider, FluxInstance and FluxReport).
+func fluxCRDPaths() ([]string, error) {
+	var paths []string
+	for _, module := range []string{kustomizeControllerModule, helmControllerModule, sourceControllerModule, fluxOperatorModule} {
+		dir, err := testenv.DownloadedModuleFile(module, filepath.Join("config", "crd", "bases"))
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, dir)
+	}
+	return paths, nil
+}
+
 func TestMain(m *testing.M) {
 	argo, err := testenv.ArgoCDCRDPaths()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Exit(testenv.RunMain(m, testenv.Options{ExtraCRDPaths: argo}, &mgmt))
+	flux, err := fluxCRDPaths()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(testenv.RunMain(m, testenv.Options{ExtraCRDPaths: append(argo, flux...)}, &mgmt))
 }
 
-// Every example whose CRD the test bed has (fleetbridge, Argo CD) is applied with server-side dry-run.
-// Flux's own objects are checked against the Registration that serves them: their spec.kubeConfig must
-// decode as Flux's meta.KubeConfigReference and name the Secret fleetbridge writes in their namespace.
+// Every example is applied with server-side dry-run: the test bed has the fleetbridge, Cluster API,
+// Argo CD and Flux (toolkit and Flux Operator) CRDs. On top of that, Flux's Kustomizations and
+// HelmReleases are checked against the Registration that serves them: their spec.kubeConfig must decode
+// as Flux's meta.KubeConfigReference and name the Secret fleetbridge writes in their namespace; and a
+// Flux Operator ResourceSetInputProvider must ask fleetbridge's endpoint with a query it accepts.
 func TestExamplesApply(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -43,6 +79,11 @@ func TestExamplesApply(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples found: %v", err)
 	}
+	type example struct {
+		file string
+		obj  *unstructured.Unstructured
+	}
+	var examples []example
 	var fluxRegs []fleetv1.Registration
 	var fluxUsers []*unstructured.Unstructured
 	for _, file := range files {
@@ -58,14 +99,13 @@ func TestExamplesApply(t *testing.T) {
 			if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
 				t.Fatalf("%s #%d: %v", file, i, err)
 			}
+			examples = append(examples, example{file, obj})
 			group := obj.GroupVersionKind().Group
 			switch {
-			case strings.HasSuffix(group, "toolkit.fluxcd.io"):
+			case group == "kustomize.toolkit.fluxcd.io" || group == "helm.toolkit.fluxcd.io":
 				fluxUsers = append(fluxUsers, obj)
-				continue
 			case group == "fluxcd.controlplane.io":
 				checkFluxOperator(t, file, obj)
-				continue
 			case group == "fleetbridge.io" && obj.GetKind() == "Registration":
 				reg := fleetv1.Registration{}
 				if err := yaml.UnmarshalStrict(doc, &reg); err != nil {
@@ -75,13 +115,26 @@ func TestExamplesApply(t *testing.T) {
 					fluxRegs = append(fluxRegs, reg)
 				}
 			}
-			if ns := obj.GetNamespace(); ns != "" {
+		}
+	}
+	// The examples' own Namespaces go first, before the namespaces their objects need are created (the
+	// dry-run of a Namespace that already exists fails).
+	isNamespace := func(obj *unstructured.Unstructured) bool {
+		gvk := obj.GroupVersionKind()
+		return gvk.Group == "" && gvk.Kind == "Namespace"
+	}
+	for _, namespaces := range []bool{true, false} {
+		for _, ex := range examples {
+			if isNamespace(ex.obj) != namespaces {
+				continue
+			}
+			if ns := ex.obj.GetNamespace(); ns != "" {
 				if err := mgmt.EnsureNamespace(ctx, ns, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := mgmt.Client.Create(ctx, obj, client.DryRunAll); err != nil {
-				t.Errorf("%s: %s %s rejected: %v", file, obj.GetKind(), obj.GetName(), err)
+			if err := mgmt.Client.Create(ctx, ex.obj, client.DryRunAll); err != nil {
+				t.Errorf("%s: %s %s rejected: %v", ex.file, ex.obj.GetKind(), ex.obj.GetName(), err)
 			}
 		}
 	}
@@ -133,8 +186,8 @@ func servedBy(regs []fleetv1.Registration, namespace string, ref meta.KubeConfig
 	return false
 }
 
-// checkFluxOperator checks what the test bed cannot apply (no Flux Operator CRDs): an ExternalService
-// provider must ask fleetbridge's endpoint with query parameters it accepts.
+// checkFluxOperator checks what Flux Operator's CRD schema cannot: an ExternalService provider must ask
+// fleetbridge's endpoint with query parameters it accepts.
 func checkFluxOperator(t *testing.T, file string, obj *unstructured.Unstructured) {
 	t.Helper()
 	if obj.GetKind() != "ResourceSetInputProvider" {

@@ -159,6 +159,7 @@ const MaxReportedFailures = 20
 // RegistrationStatus is the observed state of a Registration. It holds counts and a bounded list of
 // failures, never a per-cluster list.
 type RegistrationStatus struct {
+	// ObservedGeneration is the generation of the spec the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
@@ -188,10 +189,13 @@ type RegistrationStatus struct {
 
 // ClusterFailure says why one Cluster is not registered.
 type ClusterFailure struct {
+	// Namespace of the CAPI Cluster.
 	Namespace string `json:"namespace"`
-	Name      string `json:"name"`
+	// Name of the CAPI Cluster.
+	Name string `json:"name"`
 	// Reason is a CamelCase reason, the same as the Event reason on the Cluster.
 	Reason string `json:"reason"`
+	// Message says what failed, without credentials.
 	// +optional
 	Message string `json:"message,omitempty"`
 }

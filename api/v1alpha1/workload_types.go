@@ -72,8 +72,11 @@ type WorkloadOverride struct {
 
 // WorkloadStatus is the observed state of a Workload.
 type WorkloadStatus struct {
+	// ObservedGeneration is the generation of the spec the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready says whether the Workload is paired with registered clusters (Matched,
+	// NoClustersSelected) or cannot be used (InvalidSpec).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
