@@ -147,12 +147,11 @@ func answerHash(snap *fleet.Snapshot, inputs []json.RawMessage) string {
 			h.Write([]byte("error:" + err.Error()))
 			continue
 		}
-		pairs, err := fleet.Pairs(snap.Clusters, snap.Workloads, filter)
+		enc, _, err := snap.AppendPairs(nil, filter, fleet.ArgoCD)
 		if err != nil {
 			h.Write([]byte("error:" + err.Error()))
 			continue
 		}
-		enc, _ := json.Marshal(pairs)
 		h.Write(enc)
 		h.Write([]byte{0})
 	}

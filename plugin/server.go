@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -73,15 +73,18 @@ func (s *Server) handleReady(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
-// pairs answers a filter from the fleet, or a 503 while the fleet is incomplete: an answer from a
-// partial cache would make Argo CD delete Applications of clusters it has not seen yet.
-func (s *Server) pairs(filter fleet.Filter) ([]fleet.Pair, error) {
+// snapshot is the fleet to answer from, or a 503 while it is incomplete: an answer from a partial cache
+// would make Argo CD delete Applications of clusters it has not seen yet.
+func (s *Server) snapshot() (*fleet.Snapshot, error) {
 	if !s.fleet.Synced() {
 		return nil, newError(kindNotReady, "fleet caches are not synced yet; retry later")
 	}
-	snap := s.fleet.Snapshot()
-	return fleet.Pairs(snap.Clusters, snap.Workloads, filter)
+	return s.fleet.Snapshot(), nil
 }
+
+// answerBuffers recycles answer bodies: a large fleet's answer is tens of megabytes, and allocating it
+// afresh for every ApplicationSet reconcile would dominate the server's memory traffic.
+var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // handleArgoCD answers POST /api/v1/getparams.execute.
 func (s *Server) handleArgoCD(c *gin.Context) {
@@ -91,23 +94,24 @@ func (s *Server) handleArgoCD(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	pairs, err := s.pairs(filter)
+	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if pairs == nil {
-		pairs = []fleet.Pair{}
+	buf := answerBuffers.Get().(*[]byte)
+	defer answerBuffers.Put(buf)
+	body := append((*buf)[:0], `{"output":{"parameters":`...)
+	body, n, err := snap.AppendPairs(body, filter, fleet.ArgoCD)
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
-	pairsServed.WithLabelValues("argocd").Add(float64(len(pairs)))
-	s.log.V(1).Info("answered plugin generator", "applicationSet", appSet, "pairs", len(pairs))
-	s.writeJSON(c, map[string]any{"output": map[string]any{"parameters": pairs}}, 0)
-}
-
-// fluxInput is one ExternalService input: the pair with its unique id.
-type fluxInput struct {
-	ID string `json:"id"`
-	fleet.Pair
+	body = append(body, "}}\n"...)
+	*buf = body
+	pairsServed.WithLabelValues("argocd").Add(float64(n))
+	s.log.V(1).Info("answered plugin generator", "applicationSet", appSet, "pairs", n)
+	s.writeBody(c, body, 0)
 }
 
 // handleFlux answers GET /api/v1/flux/inputs.
@@ -117,34 +121,34 @@ func (s *Server) handleFlux(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	pairs, err := s.pairs(filter)
+	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	inputs := make([]fluxInput, 0, len(pairs))
-	for _, p := range pairs {
-		inputs = append(inputs, fluxInput{ID: p.Name, Pair: p})
-	}
-	pairsServed.WithLabelValues("flux").Add(float64(len(inputs)))
-	s.writeJSON(c, map[string]any{"inputs": inputs}, maxFluxBody)
-}
-
-// writeJSON encodes the whole answer before sending anything, so an encoding failure is still a 500 and
-// never a truncated 200; limit > 0 refuses answers larger than the client accepts.
-func (s *Server) writeJSON(c *gin.Context, v any, limit int) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+	buf := answerBuffers.Get().(*[]byte)
+	defer answerBuffers.Put(buf)
+	body := append((*buf)[:0], `{"inputs":`...)
+	body, n, err := snap.AppendPairs(body, filter, fleet.Flux)
+	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if limit > 0 && buf.Len() > limit {
-		s.fail(c, newError(kindUnprocessable, "the answer is "+strconv.Itoa(buf.Len())+
+	body = append(body, "}\n"...)
+	*buf = body
+	pairsServed.WithLabelValues("flux").Add(float64(n))
+	s.writeBody(c, body, maxFluxBody)
+}
+
+// writeBody sends a complete answer: it is built in full before anything is sent, so a failure is still
+// a 500 and never a truncated 200; limit > 0 refuses answers larger than the client accepts.
+func (s *Server) writeBody(c *gin.Context, body []byte, limit int) {
+	if limit > 0 && len(body) > limit {
+		s.fail(c, newError(kindUnprocessable, "the answer is "+strconv.Itoa(len(body))+
 			" bytes, over the 900 KiB Flux Operator accepts; narrow it with workloads, workloadSelector, workloadNamespace, clusterSelector or registration, and use one ResourceSetInputProvider per slice"))
 		return
 	}
 	c.Header("Content-Type", "application/json")
-	body := buf.Bytes()
 	if strings.Contains(c.GetHeader("Accept-Encoding"), "gzip") {
 		var zbuf bytes.Buffer
 		zw, _ := gzip.NewWriterLevel(&zbuf, gzip.BestSpeed)

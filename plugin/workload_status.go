@@ -61,16 +61,13 @@ func workloadStatus(w *fleetv1.Workload, snap *fleet.Snapshot) fleetv1.WorkloadS
 	case err != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fleetv1.ReasonInvalidSpec, err.Error()
 	default:
-		pairs, perr := fleet.Pairs(snap.Clusters, []fleet.Workload{converted}, fleet.Filter{})
-		if perr != nil {
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fleetv1.ReasonInvalidSpec, perr.Error()
-			break
-		}
-		out.MatchedClusters = int32(len(pairs))
-		if len(pairs) == 0 {
+		only := &fleet.Snapshot{Clusters: snap.Clusters, Workloads: []fleet.Workload{converted}}
+		matched := only.CountPairs(fleet.Filter{})
+		out.MatchedClusters = int32(matched)
+		if matched == 0 {
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, fleetv1.ReasonNoClustersSelected, "no registered, reachable cluster matches"
 		} else {
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, fleetv1.ReasonMatched, fmt.Sprintf("paired with %d clusters", len(pairs))
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, fleetv1.ReasonMatched, fmt.Sprintf("paired with %d clusters", matched)
 		}
 	}
 	meta.SetStatusCondition(&out.Conditions, cond)

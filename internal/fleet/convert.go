@@ -85,6 +85,7 @@ func WorkloadFrom(w *fleetv1.Workload) (Workload, error) {
 		}
 		out.Overrides = append(out.Overrides, Override{Selector: sel, Values: values})
 	}
+	out.frags = newWorkloadFragments(&out)
 	return out, nil
 }
 

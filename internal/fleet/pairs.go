@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
@@ -155,12 +154,35 @@ func deepCopy(m map[string]any) map[string]any {
 // PairName is a stable, unique, DNS-1123 label (at most 63 characters) for a pair:
 // "<workload>-<cluster>-<hash>", the hash covering both namespaces and names, the readable part cut to fit.
 func PairName(workloadNamespace, workload, clusterNamespace, cluster string) string {
-	sum := sha256.Sum256([]byte(workloadNamespace + "/" + workload + "\x00" + clusterNamespace + "/" + cluster))
-	hash := hex.EncodeToString(sum[:4])
-	base := strings.ToLower(workload + "-" + cluster)
-	if max := 63 - len(hash) - 1; len(base) > max {
-		base = strings.TrimRight(base[:max], "-.")
+	return string(appendPairName(nil, workloadNamespace, workload, clusterNamespace, cluster))
+}
+
+// appendPairName appends PairName's result without allocating (answers write 100,000 of them).
+func appendPairName(dst []byte, workloadNamespace, workload, clusterNamespace, cluster string) []byte {
+	var in [512]byte
+	key := append(append(append(append(append(append(in[:0], workloadNamespace...), '/'), workload...), 0), clusterNamespace...), '/')
+	sum := sha256.Sum256(append(key, cluster...))
+	var hash [8]byte
+	hex.Encode(hash[:], sum[:4])
+	start := len(dst)
+	dst = append(append(append(dst, workload...), '-'), cluster...)
+	base := dst[start:]
+	for i, b := range base {
+		switch {
+		case b >= 'A' && b <= 'Z':
+			base[i] = b + ('a' - 'A')
+		}
 	}
-	base = strings.ReplaceAll(base, ".", "-")
-	return base + "-" + hash
+	if max := 63 - len(hash) - 1; len(base) > max {
+		dst = dst[:start+max]
+		for len(dst) > start && (dst[len(dst)-1] == '-' || dst[len(dst)-1] == '.') {
+			dst = dst[:len(dst)-1]
+		}
+	}
+	for i := start; i < len(dst); i++ {
+		if dst[i] == '.' {
+			dst[i] = '-'
+		}
+	}
+	return append(append(dst, '-'), hash[:]...)
 }

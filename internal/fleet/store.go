@@ -27,6 +27,23 @@ type Store struct {
 	snap      *Snapshot
 	synced    []func() bool
 	listeners []chan struct{}
+
+	// Conversions kept across snapshots, keyed by object and valid while its resourceVersion (and the
+	// CAPI Cluster's) is unchanged, so a change re-encodes one object, not the fleet.
+	clusterConv  map[types.NamespacedName]clusterConversion
+	workloadConv map[types.NamespacedName]workloadConversion
+}
+
+type clusterConversion struct {
+	secretRV, capiRV string
+	cluster          Cluster
+	ok               bool
+}
+
+type workloadConversion struct {
+	rv       string
+	workload Workload
+	err      error
 }
 
 // Snapshot is the fleet at one version. Treat it as read-only.
@@ -44,8 +61,14 @@ func NewStore() *Store {
 		secrets:   map[types.NamespacedName]*corev1.Secret{},
 		capi:      map[types.NamespacedName]*clusterv1.Cluster{},
 		workloads: map[types.NamespacedName]*fleetv1.Workload{},
+
+		clusterConv:  map[types.NamespacedName]clusterConversion{},
+		workloadConv: map[types.NamespacedName]workloadConversion{},
 	}
 }
+
+// Add puts an object into the Store as an informer add or update event does.
+func (s *Store) Add(obj client.Object) { s.set(obj) }
 
 // Watch feeds the Store from a cache's informers (owned Secrets, CAPI Clusters, Workloads).
 func (s *Store) Watch(ctx context.Context, c cache.Cache) error {
@@ -160,7 +183,9 @@ func (s *Store) Snapshot() *Snapshot {
 	}
 	best := map[regCluster]Cluster{}
 	fromArgo := map[regCluster]bool{}
-	for _, secret := range s.secrets {
+	liveSecrets := make(map[types.NamespacedName]bool, len(s.secrets))
+	for skey, secret := range s.secrets {
+		liveSecrets[skey] = true
 		key, ok := owned.ClusterOf(secret.Labels)
 		if !ok {
 			continue
@@ -169,16 +194,27 @@ func (s *Store) Snapshot() *Snapshot {
 		if capi == nil || !capi.DeletionTimestamp.IsZero() {
 			continue
 		}
-		c, ok := ClusterFromSecret(secret, capi)
-		if !ok {
+		conv, cached := s.clusterConv[skey]
+		if !cached || conv.secretRV != secret.ResourceVersion || conv.capiRV != capi.ResourceVersion || secret.ResourceVersion == "" {
+			c, ok := ClusterFromSecret(secret, capi)
+			conv = clusterConversion{secretRV: secret.ResourceVersion, capiRV: capi.ResourceVersion, cluster: c.withFragment(), ok: ok}
+			s.clusterConv[skey] = conv
+		}
+		if !conv.ok {
 			continue
 		}
+		c := conv.cluster
 		id := regCluster{c.Registration, key}
 		isArgo := secret.Labels[owned.LabelOutput] == owned.OutputArgoCD
 		if _, seen := best[id]; seen && (fromArgo[id] || !isArgo) {
 			continue
 		}
 		best[id], fromArgo[id] = c, isArgo
+	}
+	for k := range s.clusterConv {
+		if !liveSecrets[k] {
+			delete(s.clusterConv, k)
+		}
 	}
 	for _, c := range best {
 		snap.Clusters = append(snap.Clusters, c)
@@ -188,13 +224,30 @@ func (s *Store) Snapshot() *Snapshot {
 		if !w.DeletionTimestamp.IsZero() {
 			continue
 		}
-		converted, err := WorkloadFrom(w)
-		if err != nil {
-			snap.Invalid[key] = err
+		conv, cached := s.workloadConv[key]
+		if !cached || conv.rv != w.ResourceVersion || w.ResourceVersion == "" {
+			converted, err := WorkloadFrom(w)
+			conv = workloadConversion{rv: w.ResourceVersion, workload: converted, err: err}
+			s.workloadConv[key] = conv
+		}
+		if conv.err != nil {
+			snap.Invalid[key] = conv.err
 			continue
 		}
-		snap.Workloads = append(snap.Workloads, converted)
+		snap.Workloads = append(snap.Workloads, conv.workload)
 	}
+	for k := range s.workloadConv {
+		if s.workloads[k] == nil {
+			delete(s.workloadConv, k)
+		}
+	}
+	sort.Slice(snap.Workloads, func(i, j int) bool {
+		a, b := snap.Workloads[i], snap.Workloads[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		return a.Name < b.Name
+	})
 	s.snap = snap
 	return snap
 }

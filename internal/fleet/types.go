@@ -16,6 +16,8 @@ type Cluster struct {
 	Ready             bool              `json:"ready"`
 	// Registration that registered it (not serialised: callers filter on it).
 	Registration string `json:"-"`
+
+	json []byte // the encoded object, filled once (see fragment)
 }
 
 // Workload is one Workload's fan-out parameters, before per-cluster overrides.
@@ -32,6 +34,9 @@ type Workload struct {
 	DestinationNamespace string
 	Values               map[string]any
 	Overrides            []Override
+
+	// frags are the encoded fragments, shared by every snapshot holding this conversion.
+	frags *workloadFragments
 }
 
 // Override is one ordered entry of Workload.spec.overrides.
