@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -128,7 +127,7 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 	}
 	must(t, mgmt.Client.Create(ctx, workload))
 
-	waitFor(t, 60*time.Second, "the Registration registers the listed namespace's cluster only", func() error {
+	testenv.Eventually(t, 60*time.Second, "the Registration registers the listed namespace's cluster only", func() error {
 		got := &fleetv1.Registration{}
 		if err := mgmt.Client.Get(ctx, types.NamespacedName{Name: reg.Name}, got); err != nil {
 			return err
@@ -139,7 +138,7 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 		}
 		return nil
 	})
-	waitFor(t, 30*time.Second, "the plugin answers with the registered cluster", func() error {
+	testenv.Eventually(t, 30*time.Second, "the plugin answers with the registered cluster", func() error {
 		pairs, err := askPlugin(ctx, pluginAddr, token)
 		if err != nil {
 			return err
@@ -151,7 +150,7 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 	})
 	// The registrar's finalizer cleans up with the chart's RBAC too.
 	must(t, mgmt.Client.Delete(ctx, reg))
-	waitFor(t, 30*time.Second, "the Registration's cleanup", func() error {
+	testenv.Eventually(t, 30*time.Second, "the Registration's cleanup", func() error {
 		err := mgmt.Client.Get(ctx, types.NamespacedName{Name: reg.Name}, &fleetv1.Registration{})
 		if err == nil {
 			return fmt.Errorf("still there")
@@ -199,7 +198,7 @@ func localArgs(t *testing.T, d *unstructured.Unstructured, namespace, dir, token
 		case "--metrics-bind-address", "--health-probe-bind-address":
 			a = name + "=0"
 		case "--plugin-bind-address":
-			plugin = freeAddr(t)
+			plugin = testenv.FreeAddr(t)
 			a = name + "=" + plugin
 		case "--plugin-tokens-dir":
 			a = name + "=" + tokens
@@ -269,27 +268,6 @@ func askPlugin(ctx context.Context, addr, token string) ([]string, error) {
 		names = append(names, p.Name)
 	}
 	return names, nil
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: %v", what, err)
 }
 
 func must(t *testing.T, err error) {

@@ -94,24 +94,9 @@ func (s *Server) handleArgoCD(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	snap, err := s.snapshot()
-	if err != nil {
-		s.fail(c, err)
-		return
+	if n, ok := s.answer(c, filter, fleet.ArgoCD, `{"output":{"parameters":`, "}}\n", 0); ok {
+		s.log.V(1).Info("answered plugin generator", "applicationSet", appSet, "pairs", n)
 	}
-	buf := answerBuffers.Get().(*[]byte)
-	defer answerBuffers.Put(buf)
-	body := append((*buf)[:0], `{"output":{"parameters":`...)
-	body, n, err := snap.AppendPairs(body, filter, fleet.ArgoCD)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	body = append(body, "}}\n"...)
-	*buf = body
-	pairsServed.WithLabelValues("argocd").Add(float64(n))
-	s.log.V(1).Info("answered plugin generator", "applicationSet", appSet, "pairs", n)
-	s.writeBody(c, body, 0)
 }
 
 // handleFlux answers GET /api/v1/flux/inputs.
@@ -121,32 +106,40 @@ func (s *Server) handleFlux(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	s.answer(c, filter, fleet.Flux, `{"inputs":`, "}\n", maxFluxBody)
+}
+
+// answer writes the pairs a filter allows, wrapped in a protocol's envelope, and reports how many.
+func (s *Server) answer(c *gin.Context, filter fleet.Filter, style fleet.Style, open, closing string, limit int) (int, bool) {
 	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(c, err)
-		return
+		return 0, false
 	}
 	buf := answerBuffers.Get().(*[]byte)
 	defer answerBuffers.Put(buf)
-	body := append((*buf)[:0], `{"inputs":`...)
-	body, n, err := snap.AppendPairs(body, filter, fleet.Flux)
+	body, n, err := snap.AppendPairs(append((*buf)[:0], open...), filter, style)
 	if err != nil {
 		s.fail(c, err)
-		return
+		return 0, false
 	}
-	body = append(body, "}\n"...)
+	body = append(body, closing...)
 	*buf = body
-	pairsServed.WithLabelValues("flux").Add(float64(n))
-	s.writeBody(c, body, maxFluxBody)
+	protocol := "argocd"
+	if style == fleet.Flux {
+		protocol = "flux"
+	}
+	pairsServed.WithLabelValues(protocol).Add(float64(n))
+	return n, s.writeBody(c, body, limit)
 }
 
 // writeBody sends a complete answer: it is built in full before anything is sent, so a failure is still
 // a 500 and never a truncated 200; limit > 0 refuses answers larger than the client accepts.
-func (s *Server) writeBody(c *gin.Context, body []byte, limit int) {
+func (s *Server) writeBody(c *gin.Context, body []byte, limit int) bool {
 	if limit > 0 && len(body) > limit {
 		s.fail(c, newError(kindUnprocessable, "the answer is "+strconv.Itoa(len(body))+
 			" bytes, over the 900 KiB Flux Operator accepts; narrow it with workloads, workloadSelector, workloadNamespace, clusterSelector or registration, and use one ResourceSetInputProvider per slice"))
-		return
+		return false
 	}
 	c.Header("Content-Type", "application/json")
 	if strings.Contains(c.GetHeader("Accept-Encoding"), "gzip") {
@@ -161,6 +154,7 @@ func (s *Server) writeBody(c *gin.Context, body []byte, limit int) {
 	c.Header("Content-Length", strconv.Itoa(len(body)))
 	c.Status(http.StatusOK)
 	_, _ = c.Writer.Write(body)
+	return true
 }
 
 // fail writes {"error": ...} with the status the error table gives.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,10 +37,10 @@ func TestDemoPrintsTheFleetWithoutCredentials(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	pluginAddr := freeAddr(t)
+	pluginAddr := testenv.FreeAddr(t)
 	cmd := exec.CommandContext(ctx, demoBin, "--exit-after-print", "--timeout=2m",
 		"--fleetbridge-binary="+fleetbridgeBin, "--plugin-bind-address="+pluginAddr,
-		"--metrics-bind-address="+freeAddr(t), "--health-probe-bind-address="+freeAddr(t))
+		"--metrics-bind-address="+testenv.FreeAddr(t), "--health-probe-bind-address="+testenv.FreeAddr(t))
 	// On timeout the demo gets SIGTERM, as from Ctrl-C, so it still stops its API servers.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = time.Minute
@@ -83,15 +82,4 @@ func TestDemoPrintsTheFleetWithoutCredentials(t *testing.T) {
 	if t.Failed() {
 		t.Logf("demo output:\n%s", out)
 	}
-}
-
-// freeAddr is a loopback address with a free port.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

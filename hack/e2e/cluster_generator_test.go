@@ -43,7 +43,7 @@ func TestClusterGeneratorSelectsPropagatedLabels(t *testing.T) {
 			t.Logf("ApplicationSet controller log:\n%s", tail(out, 60))
 		}
 	}()
-	fb := startFleetbridge(t, freeAddr(t))
+	fb := startFleetbridge(t, testenv.FreeAddr(t))
 	defer func() {
 		if out := fb.Stop(); t.Failed() {
 			t.Logf("fleetbridge log:\n%s", tail(out, 60))

@@ -33,7 +33,7 @@ func TestPluginGeneratorFansOutWorkloads(t *testing.T) {
 	_, err = mgmt.AddWorkload(ctx, capiNS, "us-1", testenv.ClusterOptions{Labels: labels("staging")})
 	must(t, err)
 
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	appset, err := mgmt.StartApplicationSetController(ctx, pluginNS, map[string][]byte{"fleetbridge.plugin.token": []byte(pluginToken)})
 	must(t, err)
 	defer func() {

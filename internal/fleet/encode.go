@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -160,16 +161,11 @@ func (w *Workload) fragments() *workloadFragments {
 }
 
 func newWorkloadFragments(w *Workload) *workloadFragments {
-	head, _ := json.Marshal(struct {
-		Name                 string `json:"name"`
-		Namespace            string `json:"namespace"`
-		RepoURL              string `json:"repoURL"`
-		Path                 string `json:"path"`
-		Chart                string `json:"chart"`
-		TargetRevision       string `json:"targetRevision"`
-		DestinationNamespace string `json:"destinationNamespace"`
-	}{w.Name, w.Namespace, w.RepoURL, w.Path, w.Chart, w.TargetRevision, w.DestinationNamespace})
-	return &workloadFragments{head: head[:len(head)-1], tail: map[uint64][]byte{}}
+	// WorkloadParams' encoding up to its values, which differ per cluster and are appended per pair.
+	enc, _ := json.Marshal(WorkloadParams{Name: w.Name, Namespace: w.Namespace, RepoURL: w.RepoURL, Path: w.Path,
+		Chart: w.Chart, TargetRevision: w.TargetRevision, DestinationNamespace: w.DestinationNamespace})
+	head := bytes.TrimSuffix(enc, []byte(`,"values":null,"valuesYAML":""}`))
+	return &workloadFragments{head: head, tail: map[uint64][]byte{}}
 }
 
 // valuesFragment is the values part of the workload's object for a cluster with these labels.
