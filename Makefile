@@ -122,6 +122,10 @@ test: envtest-assets argocd-bin argocd-v3-bin build ## Unit, envtest integration
 	ARGOCD_BINARY=$(ARGOCD_V3_BIN) ARGOCD_MODULE_ROOT=hack/argocd-v3 ARGOCD_MODULE=github.com/argoproj/argo-cd/v3 \
 		go test -count=1 ./hack/e2e/
 
+.PHONY: bench
+bench: envtest-assets argocd-bin build ## Every benchmark of docs/performance.md in one run (about 10 minutes); results in bin/bench/.
+	hack/bench.sh
+
 .PHONY: test-short
 test-short: ## Unit tests only (no API server).
 	go test -short -count=1 ./...
