@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetbridge/fleetbridge/internal/owned"
@@ -103,8 +104,9 @@ func containsStrings(have, want map[string]string) bool {
 }
 
 // applySecret server-side applies exactly the desired fields as fleetbridge's field manager, taking
-// them back from anyone who changed them and dropping the ones fleetbridge no longer wants.
-func applySecret(ctx context.Context, c client.Client, desired *corev1.Secret) error {
+// them back from anyone who changed them and dropping the ones fleetbridge no longer wants. It returns
+// the resourceVersion the write produced.
+func applySecret(ctx context.Context, c client.Client, desired *corev1.Secret) (string, error) {
 	ac := corev1ac.Secret(desired.Name, desired.Namespace).
 		WithLabels(desired.Labels).
 		WithType(desired.Type).
@@ -112,7 +114,10 @@ func applySecret(ctx context.Context, c client.Client, desired *corev1.Secret) e
 	if len(desired.Annotations) > 0 {
 		ac = ac.WithAnnotations(desired.Annotations)
 	}
-	return c.Apply(ctx, ac, client.FieldOwner(owned.FieldManager), client.ForceOwnership)
+	if err := c.Apply(ctx, ac, client.FieldOwner(owned.FieldManager), client.ForceOwnership); err != nil {
+		return "", err
+	}
+	return ptr.Deref(ac.ResourceVersion, ""), nil
 }
 
 // secretHash digests what fleetbridge applies to a Secret (labels, annotations, type, data).

@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	labelselection "k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -42,12 +43,17 @@ type ClusterReconciler struct {
 
 	conns   *connections
 	results *results
+	// unownedArgo caches the identity (labels, server, name) of Argo CD cluster Secrets fleetbridge does
+	// not own, for checkArgoDuplicates.
+	unownedArgo client.Reader
 	// minted remembers the last token written per Registration and Cluster, so a reconcile that reads a
 	// cache not yet showing that write does not mint (and write) again.
 	minted sync.Map // tokenKey -> currentToken
 	// applied remembers, per Secret, what fleetbridge last wrote and the resourceVersion it replaced, so a
 	// reconcile reading a cache that lags behind its own write does not write the same content again.
 	applied sync.Map // types.NamespacedName -> appliedWrite
+	// writing holds, while a write is in flight, the hash of what it applies.
+	writing sync.Map // types.NamespacedName -> string
 	// locks serialises reconciles of one Cluster (controller-runtime does; direct callers may not).
 	locks keyedMutex
 	// registrationEvents wakes the Registration controller when a result it summarises changed.
@@ -75,7 +81,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		cluster = nil
 	}
 	secrets := &corev1.SecretList{}
-	if err := r.Client.List(ctx, secrets, client.MatchingLabelsSelector{Selector: owned.ForCluster(key)}); err != nil {
+	if err := r.Client.List(ctx, secrets, client.MatchingFields{indexCluster: key.String()}); err != nil {
 		return ctrl.Result{}, err
 	}
 	if cluster == nil || !cluster.DeletionTimestamp.IsZero() {
@@ -145,6 +151,7 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 	if err != nil {
 		return failed(err, fleetv1.ReasonKubeconfigInvalid)
 	}
+	defer conn.close()
 	mode := credentialsMode(reg)
 	if mode == fleetv1.CredentialsServiceAccountToken && conn.kube == nil {
 		return clusterResult{Failing: true, Reason: fleetv1.ReasonKubeconfigInvalid,
@@ -162,7 +169,7 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 
 	var config argocd.ClusterConfig
 	var times *tokenTimes
-	seed := string(cluster.UID) + "/" + reg.Name
+	seed := renewalSeed(cluster.UID, reg.Name)
 	switch mode {
 	case fleetv1.CredentialsServiceAccountToken:
 		access := workloadAccess{kube: conn.kube, reg: reg, cluster: key}
@@ -286,7 +293,9 @@ func (r *ClusterReconciler) ownedExisting(ctx context.Context, reg *fleetv1.Regi
 	switch {
 	case apierrors.IsNotFound(err):
 		// The cache holds only owned Secrets; a hand-made one with the same name would be invisible to it.
-		live := &corev1.Secret{}
+		// Its metadata is enough to know it exists (and the metadata client keeps this check off the rate
+		// limit of the Secret reads that fetch CAPI kubeconfigs).
+		live := newPartialSecret()
 		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), live); err == nil {
 			return nil, failure(fleetv1.ReasonConflict, "Secret %s/%s exists and is not managed by fleetbridge", desired.Namespace, desired.Name)
 		}
@@ -387,6 +396,25 @@ func (r *ClusterReconciler) writeArgoSecret(ctx context.Context, reg *fleetv1.Re
 type appliedWrite struct {
 	hash     string
 	replaced string // resourceVersion the write replaced ("" when it created the Secret)
+	written  string // resourceVersion the write produced
+}
+
+// isOwnWrite says whether a Secret is the version this controller's last write produced, or holds
+// exactly what that write (or the one in flight) applied: its watch event needs no reconcile, since the
+// reconcile that wrote it already made it current.
+func (r *ClusterReconciler) isOwnWrite(obj client.Object) bool {
+	key := client.ObjectKeyFromObject(obj)
+	last, hasLast := r.applied.Load(key)
+	if hasLast && last.(appliedWrite).written != "" && last.(appliedWrite).written == obj.GetResourceVersion() {
+		return true
+	}
+	inFlight, writing := r.writing.Load(key)
+	s, ok := obj.(*corev1.Secret)
+	if !ok || (!hasLast && !writing) {
+		return false
+	}
+	hash := secretHash(s)
+	return (hasLast && last.(appliedWrite).hash == hash) || (writing && inFlight.(string) == hash)
 }
 
 // writeSecret applies desired unless the Secret already holds it, or the cache still shows exactly the
@@ -410,17 +438,24 @@ func (r *ClusterReconciler) writeSecret(ctx context.Context, existing, desired *
 	if existing == nil {
 		operation = "create"
 	}
-	if err := applySecret(ctx, r.Client, desired); err != nil {
+	// The watch event of this write may reach isOwnWrite before Apply returns.
+	r.writing.Store(key, hash)
+	written, err := applySecret(ctx, r.Client, desired)
+	r.writing.Delete(key)
+	if err != nil {
 		return failure(fleetv1.ReasonWriteFailed, "write Secret %s/%s: %s", desired.Namespace, desired.Name, apiReason(err))
 	}
-	r.applied.Store(key, appliedWrite{hash: hash, replaced: seenVersion})
+	r.applied.Store(key, appliedWrite{hash: hash, replaced: seenVersion, written: written})
 	secretWrites.WithLabelValues(output, operation).Inc()
 	return nil
 }
 
 // checkArgoDuplicates enforces one Secret per server URL and per Argo CD name in a namespace. Between
 // two owned Secrets the Cluster whose namespace/name sorts first keeps it; a Secret fleetbridge does not
-// own always wins (checked with a live List, only when creating).
+// own always wins (checked only when creating). The Secrets fleetbridge does not own come from a cache
+// of their identity only (see newUnownedArgoCache); a live List of every cluster Secret on each create
+// made a cold start quadratic (the 1,000th create read 999 Secrets back) and cost a rate-limited call
+// per Cluster.
 func (r *ClusterReconciler) checkArgoDuplicates(ctx context.Context, cluster types.NamespacedName, desired *corev1.Secret, creating bool) error {
 	for _, idx := range []struct{ field, key, what string }{
 		{indexArgoServer, argocd.KeyServer, "server"},
@@ -432,6 +467,14 @@ func (r *ClusterReconciler) checkArgoDuplicates(ctx context.Context, cluster typ
 			return err
 		}
 		for _, o := range others.Items {
+			if !owned.IsOwned(o.Labels) {
+				// The owned-Secret cache selects on the registration label's presence, so it may hold a
+				// Secret whose label is empty: not fleetbridge's, and such a Secret wins.
+				if creating {
+					return failure(fleetv1.ReasonConflict, "Argo CD cluster Secret %s/%s, not managed by fleetbridge, already registers this server or name", o.Namespace, o.Name)
+				}
+				continue
+			}
 			other, ok := owned.ClusterOf(o.Labels)
 			if !ok || other == cluster {
 				continue
@@ -445,7 +488,7 @@ func (r *ClusterReconciler) checkArgoDuplicates(ctx context.Context, cluster typ
 		return nil
 	}
 	live := &corev1.SecretList{}
-	if err := r.APIReader.List(ctx, live, client.InNamespace(desired.Namespace), client.MatchingLabels{argocd.SecretTypeLabel: argocd.SecretTypeCluster}); err != nil {
+	if err := r.unownedArgo.List(ctx, live, client.InNamespace(desired.Namespace)); err != nil {
 		return err
 	}
 	for _, o := range live.Items {
@@ -458,6 +501,16 @@ func (r *ClusterReconciler) checkArgoDuplicates(ctx context.Context, cluster typ
 	}
 	return nil
 }
+
+// unownedArgoClusters selects the Argo CD cluster Secrets that do not carry fleetbridge's registration label.
+var unownedArgoClusters = func() labels.Selector {
+	isCluster, err1 := labels.NewRequirement(argocd.SecretTypeLabel, labelselection.Equals, []string{argocd.SecretTypeCluster})
+	notOwned, err2 := labels.NewRequirement(owned.LabelRegistration, labelselection.DoesNotExist, nil)
+	if err := errors.Join(err1, err2); err != nil {
+		panic(err)
+	}
+	return labels.NewSelector().Add(*isCluster, *notOwned)
+}()
 
 // record stores a result, and on a change emits an Event on the Cluster (and wakes the Registration).
 func (r *ClusterReconciler) record(ctx context.Context, cluster *clusterv1.Cluster, reg *fleetv1.Registration, res clusterResult) clusterResult {
@@ -510,10 +563,13 @@ func (r *ClusterReconciler) deregister(ctx context.Context, cluster *clusterv1.C
 	written []corev1.Secret, removeAccess, forgetResult bool) error {
 	// Revoke first (deleting the ServiceAccount invalidates every token), then remove the Secrets.
 	if removeAccess {
-		if conn, err := r.conns.get(ctx, key); err == nil && conn.kube != nil {
-			if err := removeWorkloadAccess(ctx, conn.kube, registration); err != nil {
-				log.FromContext(ctx).Info("could not remove the workload ServiceAccount; its tokens expire on their own", "registration", registration, "error", shortError(err))
+		if conn, err := r.conns.get(ctx, key); err == nil {
+			if conn.kube != nil {
+				if err := removeWorkloadAccess(ctx, conn.kube, registration); err != nil {
+					log.FromContext(ctx).Info("could not remove the workload ServiceAccount; its tokens expire on their own", "registration", registration, "error", shortError(err))
+				}
 			}
+			conn.close()
 		}
 	}
 	var errs []error

@@ -24,15 +24,32 @@ type selection struct {
 
 // selects says whether a Registration selects a Cluster whose namespace has nsLabels.
 func selects(reg *fleetv1.Registration, cluster *clusterv1.Cluster, nsLabels map[string]string) (bool, error) {
+	sel, err := selectorsOf(reg)
+	if err != nil {
+		return false, err
+	}
+	return sel.matches(cluster, nsLabels), nil
+}
+
+// registrationSelectors are a Registration's parsed selectors, for matching many Clusters.
+type registrationSelectors struct {
+	namespaces, clusters labels.Selector
+}
+
+func selectorsOf(reg *fleetv1.Registration) (registrationSelectors, error) {
 	nsSel, err := selectorOrEverything(reg.Spec.NamespaceSelector)
 	if err != nil {
-		return false, fmt.Errorf("spec.namespaceSelector: %w", err)
+		return registrationSelectors{}, fmt.Errorf("spec.namespaceSelector: %w", err)
 	}
 	clusterSel, err := selectorOrEverything(reg.Spec.ClusterSelector)
 	if err != nil {
-		return false, fmt.Errorf("spec.clusterSelector: %w", err)
+		return registrationSelectors{}, fmt.Errorf("spec.clusterSelector: %w", err)
 	}
-	return nsSel.Matches(labels.Set(nsLabels)) && clusterSel.Matches(labels.Set(cluster.Labels)), nil
+	return registrationSelectors{namespaces: nsSel, clusters: clusterSel}, nil
+}
+
+func (s registrationSelectors) matches(cluster *clusterv1.Cluster, nsLabels map[string]string) bool {
+	return s.namespaces.Matches(labels.Set(nsLabels)) && s.clusters.Matches(labels.Set(cluster.Labels))
 }
 
 func selectorOrEverything(s *metav1.LabelSelector) (labels.Selector, error) {

@@ -11,13 +11,16 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	labelselection "k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
@@ -31,6 +34,10 @@ const (
 	indexArgoServer = "fleetbridge.argocd.server"
 	indexArgoName   = "fleetbridge.argocd.name"
 )
+
+// indexCluster indexes owned Secrets by the Cluster they were written for ("<namespace>/<name>"), so a
+// reconcile finds a Cluster's Secrets without matching the labels of every owned Secret.
+const indexCluster = "fleetbridge.cluster"
 
 // Options tune the registrar.
 type Options struct {
@@ -90,11 +97,32 @@ func DefaultOptions() Options {
 // CacheByObject restricts the manager's Secret informer to Secrets fleetbridge owns, in the namespaces
 // it may write: the registrar never caches other Secrets (CAPI kubeconfig Secrets are watched as metadata
 // by a cache of their own). Clusters are watched only where their kubeconfig Secrets may be read.
+// Neither keeps managedFields it does not read (a Cluster's are often larger than the rest of it).
 func CacheByObject(ns Namespaces) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
-		&corev1.Secret{}:     {Label: owned.Selector(), Namespaces: namespaceSet(ns.Secrets)},
-		&clusterv1.Cluster{}: {Namespaces: namespaceSet(ns.Clusters)},
+		&corev1.Secret{}:     {Label: owned.Selector(), Namespaces: namespaceSet(ns.Secrets), Transform: keepOwnApplyFields},
+		&clusterv1.Cluster{}: {Namespaces: namespaceSet(ns.Clusters), Transform: cache.TransformStripManagedFields()},
 	}
+}
+
+// keepOwnApplyFields drops the managedFields entries of other managers from a cached Secret: only
+// fleetbridge's own server-side apply entry is read (appliedFields).
+func keepOwnApplyFields(obj any) (any, error) {
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return obj, nil
+	}
+	entries := o.GetManagedFields()
+	kept := entries[:0:0]
+	for _, e := range entries {
+		if e.Manager == owned.FieldManager && e.Operation == metav1.ManagedFieldsOperationApply {
+			kept = append(kept, e)
+		}
+	}
+	if len(kept) != len(entries) {
+		o.SetManagedFields(kept)
+	}
+	return obj, nil
 }
 
 // Setup adds the Cluster and Registration controllers to a manager whose cache uses CacheByObject.
@@ -109,6 +137,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	if err := mgr.Add(capiSecrets); err != nil {
 		return nil, err
 	}
+	unownedArgo, err := newUnownedArgoCache(ctx, mgr, opts.Namespaces.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(unownedArgo); err != nil {
+		return nil, err
+	}
 	indexer := mgr.GetFieldIndexer()
 	for field, key := range map[string]string{indexArgoServer: argocd.KeyServer, indexArgoName: argocd.KeyName} {
 		if err := indexer.IndexField(ctx, &corev1.Secret{}, field, argoDataIndex(key)); err != nil {
@@ -116,23 +151,34 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		}
 	}
 
+	if err := indexer.IndexField(ctx, &corev1.Secret{}, indexCluster, func(obj client.Object) []string {
+		if key, ok := owned.ClusterOf(obj.GetLabels()); ok {
+			return []string{key.String()}
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
 	conns := &connections{reader: mgr.GetAPIReader(), meta: capiSecrets, timeout: opts.ProbeTimeout,
-		qps: opts.WorkloadQPS, burst: opts.WorkloadBurst, wrap: opts.WrapWorkloadTransport, m: map[types.NamespacedName]*connection{}}
+		qps: opts.WorkloadQPS, burst: opts.WorkloadBurst, wrap: opts.WrapWorkloadTransport, m: map[types.NamespacedName]*endpoint{}}
 	res := newResults()
 	wakeups := make(chan event.GenericEvent, 1024)
 	recorder := mgr.GetEventRecorder("fleetbridge-registrar")
 
 	clusters := &ClusterReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Now: opts.Now, Resync: opts.Resync,
-		Namespaces: opts.Namespaces, conns: conns, results: res, registrationEvents: wakeups,
+		Namespaces: opts.Namespaces, conns: conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
 		For(&clusterv1.Cluster{}).
 		WatchesRawSource(source.Kind(capiSecrets, newPartialSecret(),
 			handler.TypedEnqueueRequestsFromMapFunc(kubeconfigSecretToCluster))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(ownedSecretToCluster)).
-		Watches(&fleetv1.Registration{}, handler.EnqueueRequestsFromMapFunc(clusters.registrationToClusters)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(ownedSecretToCluster),
+			builder.WithPredicates(notOwnWrite(clusters))).
+		Watches(&fleetv1.Registration{}, handler.EnqueueRequestsFromMapFunc(clusters.registrationToClusters),
+			builder.WithPredicates(selectionChanged)).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(clusters.namespaceToClusters)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers}).
 		Complete(clusters)
@@ -144,12 +190,48 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("registration").
 		For(&fleetv1.Registration{}).
-		WatchesRawSource(source.Channel(wakeups, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(wakeups, debounced(statusDebounce))).
 		Complete(registrations)
 	if err != nil {
 		return nil, err
 	}
 	return &Registrar{Clusters: clusters, Registrations: registrations}, nil
+}
+
+// selectionChanged passes the Registration events that can change which Clusters it registers, or how:
+// a new or deleted Registration, a spec change (a new generation), and the start of its deletion. Its
+// status and finalizer updates do not; each used to enqueue the whole fleet again (and probe every
+// workload cluster) several times during a cold start.
+var selectionChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
+			!e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp())
+	},
+}
+
+// statusDebounce is how long a change of a cluster result waits before the Registration's status is
+// computed again; the changes that arrive meanwhile join that one pass.
+const statusDebounce = time.Second
+
+// debounced enqueues the Registration a wake-up names after delay. The work queue keeps one pending
+// entry per Registration, so a burst of cluster results (a cold start, one per Cluster) costs one status
+// pass per delay instead of one per result, each listing the whole fleet.
+func debounced(delay time.Duration) handler.EventHandler {
+	return handler.Funcs{
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: e.Object.GetName()}}, delay)
+		},
+	}
+}
+
+// notOwnWrite drops the create and update events of the Secret versions the Cluster controller just
+// wrote. Reconciling them only confirmed the write (and probed the workload cluster again): a cold start
+// reconciled, and probed, every Cluster twice.
+func notOwnWrite(r *ClusterReconciler) predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return !r.isOwnWrite(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool { return !r.isOwnWrite(e.ObjectNew) },
+	}
 }
 
 // newKubeconfigSecretCache watches, as metadata only, the Secrets Cluster API labels with a cluster name.
@@ -165,7 +247,57 @@ func newKubeconfigSecretCache(mgr ctrl.Manager, namespaces []string) (cache.Cach
 		Mapper:               mgr.GetRESTMapper(),
 		DefaultLabelSelector: labels.NewSelector().Add(*hasClusterName),
 		DefaultNamespaces:    namespaceSet(namespaces),
+		// Only the name, labels and resourceVersion are read.
+		DefaultTransform: func(obj any) (any, error) {
+			if o, ok := obj.(metav1.Object); ok {
+				o.SetManagedFields(nil)
+				o.SetAnnotations(nil)
+			}
+			return obj, nil
+		},
 	})
+}
+
+// newUnownedArgoCache watches the Argo CD cluster Secrets that fleetbridge does not own (hand-made, or
+// written by `argocd cluster add`), in the namespaces it may write, keeping only what the duplicate
+// checks compare: their labels and the server and name keys of their data, never their credentials.
+func newUnownedArgoCache(ctx context.Context, mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient:           mgr.GetHTTPClient(),
+		Scheme:               mgr.GetScheme(),
+		Mapper:               mgr.GetRESTMapper(),
+		DefaultLabelSelector: unownedArgoClusters,
+		DefaultNamespaces:    namespaceSet(namespaces),
+		DefaultTransform:     argoIdentityOnly,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Created now, so it starts (and syncs) with the manager rather than on the first create.
+	if _, err := c.GetInformer(ctx, &corev1.Secret{}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// argoIdentityOnly strips an Argo CD cluster Secret down to what identifies the cluster it registers.
+func argoIdentityOnly(obj any) (any, error) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Secret{
+		TypeMeta: s.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, UID: s.UID,
+			ResourceVersion: s.ResourceVersion, Labels: s.Labels},
+		Data: map[string][]byte{},
+	}
+	for _, k := range []string{argocd.KeyServer, argocd.KeyName} {
+		if v, ok := s.Data[k]; ok {
+			out.Data[k] = v
+		}
+	}
+	return out, nil
 }
 
 func argoDataIndex(key string) client.IndexerFunc {
@@ -198,13 +330,13 @@ func ownedSecretToCluster(_ context.Context, obj client.Object) []reconcile.Requ
 func (r *ClusterReconciler) registrationToClusters(ctx context.Context, obj client.Object) []reconcile.Request {
 	seen := map[types.NamespacedName]bool{}
 	clusters := &clusterv1.ClusterList{}
-	if err := r.Client.List(ctx, clusters); err == nil {
+	if err := r.Client.List(ctx, clusters, client.UnsafeDisableDeepCopy); err == nil {
 		for _, c := range clusters.Items {
 			seen[types.NamespacedName{Namespace: c.Namespace, Name: c.Name}] = true
 		}
 	}
 	secrets := &corev1.SecretList{}
-	if err := r.Client.List(ctx, secrets, client.MatchingLabelsSelector{Selector: owned.ForRegistration(obj.GetName())}); err == nil {
+	if err := r.Client.List(ctx, secrets, client.MatchingLabelsSelector{Selector: owned.ForRegistration(obj.GetName())}, client.UnsafeDisableDeepCopy); err == nil {
 		for _, s := range secrets.Items {
 			if key, ok := owned.ClusterOf(s.Labels); ok {
 				seen[key] = true
@@ -234,7 +366,7 @@ func (r *ClusterReconciler) namespaceToClusters(ctx context.Context, obj client.
 		opts = append(opts, client.InNamespace(obj.GetName()))
 	}
 	clusters := &clusterv1.ClusterList{}
-	if err := r.Client.List(ctx, clusters, opts...); err != nil {
+	if err := r.Client.List(ctx, clusters, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
 		return nil
 	}
 	out := make([]reconcile.Request, 0, len(clusters.Items))

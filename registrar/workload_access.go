@@ -12,7 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
@@ -48,7 +47,7 @@ func reasonOf(err error, fallback string) string {
 // workloadAccess creates and removes what a Registration needs on one workload cluster: a ServiceAccount
 // bound to a ClusterRole (cluster-wide, or in listed namespaces only), and tokens for it.
 type workloadAccess struct {
-	kube    kubernetes.Interface
+	kube    workloadClient
 	reg     *fleetv1.Registration
 	cluster types.NamespacedName
 }
@@ -224,7 +223,7 @@ func (w workloadAccess) mint(ctx context.Context, now time.Time) (currentToken, 
 
 // remove deletes every ServiceAccount and binding this Registration created on the workload cluster,
 // which revokes every token minted for it. Objects are found by label, so it works after the spec changed.
-func removeWorkloadAccess(ctx context.Context, kube kubernetes.Interface, registration string) error {
+func removeWorkloadAccess(ctx context.Context, kube workloadClient, registration string) error {
 	sel := metav1.ListOptions{LabelSelector: owned.ForRegistration(registration).String()}
 	var errs []error
 	if crbs, err := kube.RbacV1().ClusterRoleBindings().List(ctx, sel); err != nil {

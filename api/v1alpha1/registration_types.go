@@ -126,7 +126,7 @@ type Credentials struct {
 	// +kubebuilder:default=ServiceAccountToken
 	Mode CredentialsMode `json:"mode,omitempty"`
 
-	// TokenTTL is the lifetime requested for minted tokens; they are renewed at about two thirds of it.
+	// TokenTTL is the lifetime requested for minted tokens; they are renewed between 15% and 85% of it (half on average), at a point that differs per cluster.
 	// +optional
 	// +kubebuilder:default="24h"
 	TokenTTL *metav1.Duration `json:"tokenTTL,omitempty"`
