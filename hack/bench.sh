@@ -13,15 +13,36 @@ go test -run '^$' -bench 'PluginAnswer|EncodingJSONFloor|SnapshotAfterChange' -b
 echo "== Argo CD v2.14.21 matrix(cluster x list) generator"
 (cd hack/conformance && go test -run '^$' -bench ArgoCDMatrixGenerator -benchtime=1x -benchmem -count=1 .) | tee "$out/argocd.txt"
 
+echo "== registrar: cold start of 1,000 Clusters (both modes) and the plain-client floor, steady state, peak RSS (1,000 and 10,000)"
+FLEETBRIDGE_BINARY=bin/fleetbridge go test -run '^$' -bench 'ColdStart|SteadyState|PeakRSS' -benchtime=1x -count=1 -timeout 60m ./registrar/ | tee "$out/registrar.txt"
+
+echo "== renewal spread (1h TTL, fleets of 1,000 minted together)"
+go test -count=1 -v -run 'TestRenewalSpread$' ./registrar/ | grep -E "busiest|^(ok|FAIL|---)" | tee "$out/renewal.txt"
+
 echo "== fleet change to Application (the real ApplicationSet controller, plugin generator, default requeue)"
 go test -count=1 -v -run TestPluginGeneratorFansOutWorkloads ./hack/e2e/ | grep -E "newly ready|^(ok|FAIL|---)" | tee "$out/e2e.txt"
 
 echo
 echo "== summary (ns/op from this run)"
 awk '
-  /^Benchmark/ { name=$1; sub(/-[0-9]+$/, "", name); for (i=2; i<=NF; i++) if ($i=="ns/op") ns[name]=$(i-1) }
+  /^Benchmark/ { name=$1; sub(/-[0-9]+$/, "", name); for (i=3; i<NF; i+=2) m[name, $(i+1)]=$i; if (m[name, "ns/op"] != "") ns[name]=m[name, "ns/op"] }
   END {
-    for (n in ns) printf "%-70s %14.3f ms\n", n, ns[n]/1e6
+    for (n in ns) if (n !~ /^Benchmark(ColdStart|SteadyState|PeakRSS)/) printf "%-70s %14.3f ms\n", n, ns[n]/1e6
+    kc="BenchmarkColdStart/kubeconfig"; sat="BenchmarkColdStart/serviceaccounttoken"
+    seq="BenchmarkColdStart/floor-sequential"; w8="BenchmarkColdStart/floor-8-workers"
+    if (m[kc, "s-to-all-secrets"] != "") {
+      printf "registrar cold start, Kubeconfig mode: %.2f s to all Argo CD Secrets, %.2f writes/secret, %.2f management calls/cluster\n", m[kc, "s-to-all-secrets"], m[kc, "writes/secret"], m[kc, "mgmt-calls/cluster"]
+      printf "registrar cold start vs plain-client floor: sequential %.2f s, 8 workers %.2f s; registrar/8-worker floor %.2fx\n", m[seq, "s-to-all-secrets"], m[w8, "s-to-all-secrets"], m[w8, "kubeconfig/floor"]
+    }
+    if (m[sat, "s-to-all-secrets"] != "")
+      printf "registrar cold start, ServiceAccountToken mode: %.2f s, %.2f workload calls/cluster, %.2f management calls/cluster\n", m[sat, "s-to-all-secrets"], m[sat, "workload-calls/cluster"], m[sat, "mgmt-calls/cluster"]
+    for (n in m) {
+      split(n, part, SUBSEP)
+      if (part[1] ~ /^BenchmarkSteadyState/ && part[2] == "mgmt-writes")
+        printf "%s: %d management and %d workload writes over %d resyncs/cluster\n", part[1], m[part[1], "mgmt-writes"], m[part[1], "workload-writes"], m[part[1], "resyncs/cluster"]
+      if (part[1] ~ /^BenchmarkPeakRSS/ && part[2] == "peak-RSS-MB")
+        printf "%s: peak RSS %.1f MB, all Secrets after %.1f s\n", part[1], m[part[1], "peak-RSS-MB"], m[part[1], "s-to-all-secrets"]
+    }
     split("1000 10000", sizes, " ")
     for (k=1; k<=2; k++) {
       s=sizes[k]; ours=ns["BenchmarkPluginAnswer/clusters=" s "/gzip=false"]
