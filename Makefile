@@ -126,6 +126,3 @@ test: envtest-assets argocd-bin argocd-v3-bin build ## Unit, envtest integration
 bench: envtest-assets argocd-bin build ## Every benchmark of docs/performance.md in one run (about 20 minutes); results in bin/bench/.
 	hack/bench.sh
 
-.PHONY: test-short
-test-short: ## Unit tests only (no API server).
-	go test -short -count=1 ./...

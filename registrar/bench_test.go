@@ -26,7 +26,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -451,14 +450,14 @@ func BenchmarkPeakRSS(b *testing.B) {
 			args []string
 		}{
 			{"registrar-only", []string{"--enable-plugin=false"}},
-			{"with-plugin", []string{"--plugin-bind-address=" + freeLoopbackAddr(b)}},
+			{"with-plugin", []string{"--plugin-bind-address=" + testenv.FreeAddr(b)}},
 		} {
 			b.Run(fmt.Sprintf("clusters=%d/%s", n, variant.name), func(b *testing.B) {
 				b.StopTimer()
 				name := fmt.Sprintf("bench-rss-%d-%s", n, variant.name)
 				argoNS := "argocd-" + name
 				benchRegistration(b, ctx, f, name, argoNS, fleetv1.CredentialsKubeconfig)
-				metricsAddr := freeLoopbackAddr(b)
+				metricsAddr := testenv.FreeAddr(b)
 				args := append([]string{"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0"}, variant.args...)
 				cmd := exec.Command(bin, args...)
 				cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath, "FLEETBRIDGE_PLUGIN_TOKEN=bench-token")
@@ -596,14 +595,4 @@ func procMemory(pid int) (hwm, rss int64, err error) {
 		return 0, 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 	}
 	return hwm, rss, nil
-}
-
-func freeLoopbackAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -29,11 +29,10 @@ import (
 type endpoint struct {
 	secretVersion string
 	creds         *kubeconfig.Credentials
-	// config is the client config for the controller's own calls; nil when the kubeconfig has no
-	// credential the controller may use itself (exec-only).
-	config *rest.Config
-	// anonymous probes /version when config is nil.
-	anonymous *rest.Config
+	// config is the config of the endpoint's clients: the kubeconfig's credentials, or none (only to
+	// probe /version) when it has no credential the controller may use itself (exec-only).
+	config        *rest.Config
+	authenticated bool
 }
 
 // connection is the clients of one use (a reconcile, a cleanup) of an endpoint; close releases them.
@@ -42,11 +41,10 @@ type endpoint struct {
 // 25 kB per Cluster, most of the registrar's heap for a large fleet).
 type connection struct {
 	creds *kubeconfig.Credentials
-	// kube is nil when the kubeconfig has no credential the controller may use itself (exec-only).
-	kube workloadClient
-	// anonymous probes /version when kube is nil.
-	anonymous workloadClient
-	client    *workloadClientset
+	// kube is client when the endpoint is authenticated, and nil when the kubeconfig has no credential
+	// the controller may use itself (exec-only): client then only probes /version, anonymously.
+	kube   workloadClient
+	client *workloadClientset
 }
 
 // close closes the connection's TCP connections (its requests are done).
@@ -141,24 +139,14 @@ func (c *connections) get(ctx context.Context, cluster types.NamespacedName) (*c
 	}
 	conn := &connection{creds: ep.creds, client: fresh}
 	if conn.client == nil {
-		if conn.client, err = newWorkloadClientset(ep.clientConfig()); err != nil {
+		if conn.client, err = newWorkloadClientset(ep.config); err != nil {
 			return nil, failure(fleetv1.ReasonKubeconfigInvalid, "Secret %s/%s: %s", cluster.Namespace, kubeconfigSecretName(cluster.Name), err)
 		}
 	}
-	if ep.config != nil {
+	if ep.authenticated {
 		conn.kube = conn.client
-	} else {
-		conn.anonymous = conn.client
 	}
 	return conn, nil
-}
-
-// clientConfig is the config of the endpoint's clients.
-func (ep *endpoint) clientConfig() *rest.Config {
-	if ep.config != nil {
-		return ep.config
-	}
-	return ep.anonymous
 }
 
 // endpoint returns what reaching a Cluster takes, reading the Secret only if its resourceVersion
@@ -200,14 +188,14 @@ func (c *connections) endpoint(ctx context.Context, cluster types.NamespacedName
 	}
 	ep = &endpoint{secretVersion: secret.ResourceVersion, creds: creds}
 	if cfg, err := creds.RESTConfig(); err == nil {
-		ep.config = c.prepare(cfg)
+		ep.config, ep.authenticated = c.prepare(cfg), true
 	} else {
-		ep.anonymous = c.prepare(&rest.Config{Host: creds.Server, TLSClientConfig: rest.TLSClientConfig{
+		ep.config = c.prepare(&rest.Config{Host: creds.Server, TLSClientConfig: rest.TLSClientConfig{
 			Insecure: creds.Insecure, ServerName: creds.ServerName, CAData: caUnlessInsecure(creds),
 		}})
 	}
 	// Built here, so a kubeconfig the client cannot use fails now, as KubeconfigInvalid.
-	clients, err := newWorkloadClientset(ep.clientConfig())
+	clients, err := newWorkloadClientset(ep.config)
 	if err != nil {
 		return nil, nil, failure(fleetv1.ReasonKubeconfigInvalid, "Secret %s/%s: %s", key.Namespace, key.Name, err)
 	}
@@ -256,11 +244,7 @@ func caUnlessInsecure(c *kubeconfig.Credentials) []byte {
 // probe asks the workload API server for /version. Without usable credentials it asks anonymously, and a
 // 401 or 403 still proves the server is up (its version is then unknown).
 func (conn *connection) probe(ctx context.Context) (clusterFacts, error) {
-	kube := conn.kube
-	if kube == nil {
-		kube = conn.anonymous
-	}
-	info, err := kube.Discovery().ServerVersion()
+	info, err := conn.client.Discovery().ServerVersion()
 	if err != nil {
 		if conn.kube == nil && (apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err)) {
 			return clusterFacts{}, nil

@@ -87,7 +87,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		}
 		return all[0], nil
 	}
-	eventually(t, 20*time.Second, "Flux and Argo CD secrets", func() error {
+	testenv.Eventually(t, 20*time.Second, "Flux and Argo CD secrets", func() error {
 		for key := range workloads {
 			if _, err := sameToken(key, "tenant-a", "tenant-b"); err != nil {
 				return err
@@ -129,7 +129,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		must(t, err)
 		rm.clock.Advance(45 * time.Minute)
 		reconcileCluster(t, ctx, rm, key)
-		eventually(t, 10*time.Second, "rotated everywhere", func() error {
+		testenv.Eventually(t, 10*time.Second, "rotated everywhere", func() error {
 			now, err := sameToken(key, "tenant-a", "tenant-b")
 			if err != nil {
 				return err
@@ -159,7 +159,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		patched.Spec.Flux.NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"fleetbridge.io/flux-tenant": "true"}}
 		must(t, c.Patch(ctx, patched, client.MergeFrom(base)))
 		must(t, mgmt.EnsureNamespace(ctx, "tenant-c", map[string]string{"fleetbridge.io/flux-tenant": "true"}))
-		eventually(t, 20*time.Second, "tenant-c secrets", func() error {
+		testenv.Eventually(t, 20*time.Second, "tenant-c secrets", func() error {
 			for key := range workloads {
 				if _, err := sameToken(key, "tenant-a", "tenant-b", "tenant-c"); err != nil {
 					return err
@@ -172,7 +172,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		patched = base.DeepCopy()
 		patched.Spec.Flux.NamespaceSelector = nil
 		must(t, c.Patch(ctx, patched, client.MergeFrom(base)))
-		eventually(t, 20*time.Second, "tenant-c secrets removed", func() error {
+		testenv.Eventually(t, 20*time.Second, "tenant-c secrets removed", func() error {
 			list := &corev1.SecretList{}
 			if err := c.List(ctx, list, client.InNamespace("tenant-c")); err != nil {
 				return err
@@ -189,7 +189,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		patched := base.DeepCopy()
 		patched.Spec.Flux.Namespaces = []string{"tenant-a"}
 		must(t, c.Patch(ctx, patched, client.MergeFrom(base)))
-		eventually(t, 20*time.Second, "tenant-b secrets removed", func() error {
+		testenv.Eventually(t, 20*time.Second, "tenant-b secrets removed", func() error {
 			list := &corev1.SecretList{}
 			if err := c.List(ctx, list, client.InNamespace("tenant-b")); err != nil {
 				return err
@@ -207,7 +207,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 	})
 
 	must(t, c.Delete(ctx, reg))
-	eventually(t, 20*time.Second, "all removed", func() error {
+	testenv.Eventually(t, 20*time.Second, "all removed", func() error {
 		for _, ns := range []string{"tenant-a", "tenant-b", "argocd-flux"} {
 			list := &corev1.SecretList{}
 			if err := c.List(ctx, list, client.InNamespace(ns)); err != nil {

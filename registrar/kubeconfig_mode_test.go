@@ -44,7 +44,7 @@ func TestKubeconfigModeFollowsCAPIRewrites(t *testing.T) {
 
 	secretKey := types.NamespacedName{Namespace: ns, Name: argoSecretName(key)}
 	var first argocd.ClusterConfig
-	eventually(t, 20*time.Second, "kubeconfig-mode secret", func() error {
+	testenv.Eventually(t, 20*time.Second, "kubeconfig-mode secret", func() error {
 		s := &corev1.Secret{}
 		if err := mgmt.Client.Get(ctx, secretKey, s); err != nil {
 			return err
@@ -71,7 +71,7 @@ func TestKubeconfigModeFollowsCAPIRewrites(t *testing.T) {
 	rotated, err := user.KubeConfig()
 	must(t, err)
 	must(t, mgmt.WriteKubeconfigSecret(ctx, key.Namespace, key.Name, rotated))
-	eventually(t, 20*time.Second, "rotated certificate", func() error {
+	testenv.Eventually(t, 20*time.Second, "rotated certificate", func() error {
 		s := &corev1.Secret{}
 		if err := mgmt.Client.Get(ctx, secretKey, s); err != nil {
 			return err
@@ -88,7 +88,7 @@ func TestKubeconfigModeFollowsCAPIRewrites(t *testing.T) {
 	})
 
 	must(t, mgmt.Client.Delete(ctx, reg))
-	eventually(t, 20*time.Second, "secret removed", func() error {
+	testenv.Eventually(t, 20*time.Second, "secret removed", func() error {
 		list := &corev1.SecretList{}
 		if err := mgmt.Client.List(ctx, list, client.InNamespace(ns)); err != nil {
 			return err

@@ -136,7 +136,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 
 	t.Run("relabelling a Cluster reaches its secret", func(t *testing.T) {
 		patchLabels(t, ctx, k1, map[string]string{"env": "prod", "team/owner": "search", "region": "eu"})
-		eventually(t, 10*time.Second, "label update", func() error {
+		testenv.Eventually(t, 10*time.Second, "label update", func() error {
 			s := argoSecret(t, ctx, k1)
 			if s.Labels["team/owner"] != "search" {
 				return fmt.Errorf("team/owner = %q", s.Labels["team/owner"])
@@ -144,7 +144,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 			return nil
 		})
 		patchLabels(t, ctx, k1, map[string]string{"env": "prod"})
-		eventually(t, 10*time.Second, "label removal", func() error {
+		testenv.Eventually(t, 10*time.Second, "label removal", func() error {
 			if v, ok := argoSecret(t, ctx, k1).Labels["team/owner"]; ok {
 				return fmt.Errorf("team/owner still %q", v)
 			}
@@ -182,7 +182,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 		s.Labels["argocd.argoproj.io/auto-label-cluster-info"] = "true"
 		s.Labels["argocd.argoproj.io/kubernetes-version"] = "1.36"
 		must(t, c.Update(ctx, s))
-		eventually(t, 10*time.Second, "server repaired", func() error {
+		testenv.Eventually(t, 10*time.Second, "server repaired", func() error {
 			if got := string(argoSecret(t, ctx, k1).Data["server"]); got != edge1.Server() {
 				return fmt.Errorf("server = %q", got)
 			}
@@ -218,7 +218,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 		}
 		expectArgoSecrets(t, ctx, k1, k2)
 		must(t, c.Delete(ctx, dup))
-		eventually(t, 10*time.Second, "fleet-dup gone", func() error {
+		testenv.Eventually(t, 10*time.Second, "fleet-dup gone", func() error {
 			if err := c.Get(ctx, types.NamespacedName{Name: "fleet-dup"}, &fleetv1.Registration{}); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("still there: %v", err)
 			}
@@ -232,7 +232,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 		unreachable := bytes.ReplaceAll(edge2.AdminKubeConfig, []byte(edge2.Server()), []byte("https://127.0.0.1:1"))
 		must(t, mgmt.PublishCluster(ctx, "fleet-c", "gone", "https://127.0.0.1:1", unreachable, testenv.ClusterOptions{Labels: map[string]string{"env": "prod"}}))
 		must(t, mgmt.PublishCluster(ctx, "fleet-c", "young", "https://127.0.0.1:1", unreachable, testenv.ClusterOptions{Labels: map[string]string{"env": "prod"}, NotInitialized: true}))
-		eventually(t, 20*time.Second, "failures reported", func() error {
+		testenv.Eventually(t, 20*time.Second, "failures reported", func() error {
 			got := registration(t, ctx, "fleet")
 			reasons := map[string]string{}
 			for _, f := range got.Status.Failures {
@@ -271,7 +271,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 	t.Run("a Cluster that stops matching is deregistered", func(t *testing.T) {
 		patchLabels(t, ctx, k2, map[string]string{"env": "dev"})
 		expectArgoSecrets(t, ctx, k1)
-		eventually(t, 10*time.Second, "workload access removed", func() error {
+		testenv.Eventually(t, 10*time.Second, "workload access removed", func() error {
 			sa := &corev1.ServiceAccount{}
 			err := edge2.Client.Get(ctx, types.NamespacedName{Namespace: "kube-system", Name: "fleetbridge-argocd"}, sa)
 			if !apierrors.IsNotFound(err) {
@@ -292,13 +292,13 @@ func TestRegistrarLifecycle(t *testing.T) {
 		s1 := argoSecret(t, ctx, k1)
 		must(t, c.Delete(ctx, &fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}}))
 		expectArgoSecrets(t, ctx)
-		eventually(t, 10*time.Second, "Registration gone", func() error {
+		testenv.Eventually(t, 10*time.Second, "Registration gone", func() error {
 			if err := c.Get(ctx, types.NamespacedName{Name: "fleet"}, &fleetv1.Registration{}); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("still there: %v", err)
 			}
 			return nil
 		})
-		eventually(t, 10*time.Second, "token revoked", func() error {
+		testenv.Eventually(t, 10*time.Second, "token revoked", func() error {
 			return expectTokenFails(ctx, s1)
 		})
 	})
@@ -322,7 +322,7 @@ func reconcileCluster(t *testing.T, ctx context.Context, rm *runningManager, key
 // does before any watch-triggered reconcile; direct Reconcile calls would otherwise read a stale cache.
 func settle(t *testing.T, ctx context.Context, rm *runningManager, key types.NamespacedName) {
 	t.Helper()
-	eventually(t, 10*time.Second, "cache settles", func() error {
+	testenv.Eventually(t, 10*time.Second, "cache settles", func() error {
 		live := argoSecret(t, ctx, key)
 		cached := &corev1.Secret{}
 		if err := rm.reg.Clusters.Client.Get(ctx, client.ObjectKeyFromObject(live), cached); err != nil {
@@ -367,7 +367,7 @@ func expectArgoSecrets(t *testing.T, ctx context.Context, keys ...types.Namespac
 		want = append(want, argoSecretName(k))
 	}
 	sort.Strings(want)
-	eventually(t, 20*time.Second, "argocd secrets", func() error {
+	testenv.Eventually(t, 20*time.Second, "argocd secrets", func() error {
 		list := &corev1.SecretList{}
 		if err := mgmt.Client.List(ctx, list, client.InNamespace(argoNS)); err != nil {
 			return err
@@ -386,7 +386,7 @@ func expectArgoSecrets(t *testing.T, ctx context.Context, keys ...types.Namespac
 
 func expectReady(t *testing.T, ctx context.Context, name string, status metav1.ConditionStatus, reason string, selected, registered, failing int32) {
 	t.Helper()
-	eventually(t, 20*time.Second, "Registration "+name+" status", func() error {
+	testenv.Eventually(t, 20*time.Second, "Registration "+name+" status", func() error {
 		reg := &fleetv1.Registration{}
 		if err := mgmt.Client.Get(ctx, types.NamespacedName{Name: name}, reg); err != nil {
 			return err
@@ -407,7 +407,7 @@ func expectReady(t *testing.T, ctx context.Context, name string, status metav1.C
 
 func expectEvent(t *testing.T, ctx context.Context, clusterName, reason string) {
 	t.Helper()
-	eventually(t, 10*time.Second, "event "+reason+" on "+clusterName, func() error {
+	testenv.Eventually(t, 10*time.Second, "event "+reason+" on "+clusterName, func() error {
 		list := &eventsv1.EventList{}
 		if err := mgmt.Client.List(ctx, list); err != nil {
 			return err

@@ -174,17 +174,3 @@ func (rm *runningManager) stop(t *testing.T) {
 		t.Fatal("manager did not stop")
 	}
 }
-
-// eventually retries check until it succeeds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = check(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
-}

@@ -49,7 +49,7 @@ func TestNamespacedAccessAndExpiredTokenRecovery(t *testing.T) {
 
 	secretKey := types.NamespacedName{Namespace: ns, Name: argoSecretName(key)}
 	var secret *corev1.Secret
-	eventually(t, 20*time.Second, "namespaced secret", func() error {
+	testenv.Eventually(t, 20*time.Second, "namespaced secret", func() error {
 		s := &corev1.Secret{}
 		if err := mgmt.Client.Get(ctx, secretKey, s); err != nil {
 			return err
@@ -77,7 +77,7 @@ func TestNamespacedAccessAndExpiredTokenRecovery(t *testing.T) {
 	old := bearerToken(t, secret)
 	rm.clock.Advance(2 * time.Hour)
 	reconcileCluster(t, ctx, rm, key)
-	eventually(t, 10*time.Second, "fresh token", func() error {
+	testenv.Eventually(t, 10*time.Second, "fresh token", func() error {
 		s := &corev1.Secret{}
 		if err := mgmt.Client.Get(ctx, secretKey, s); err != nil {
 			return err
@@ -93,11 +93,11 @@ func TestNamespacedAccessAndExpiredTokenRecovery(t *testing.T) {
 	patched := base.DeepCopy()
 	patched.Spec.ArgoCD.Namespaces = []string{"apps", "other"}
 	must(t, mgmt.Client.Patch(ctx, patched, client.MergeFrom(base)))
-	eventually(t, 10*time.Second, "second RoleBinding", func() error {
+	testenv.Eventually(t, 10*time.Second, "second RoleBinding", func() error {
 		return w.Client.Get(ctx, types.NamespacedName{Namespace: "other", Name: "fleetbridge:argocd-tenant"}, &rbacv1.RoleBinding{})
 	})
 	must(t, mgmt.Client.Delete(ctx, patched))
-	eventually(t, 20*time.Second, "workload access removed", func() error {
+	testenv.Eventually(t, 20*time.Second, "workload access removed", func() error {
 		rbs := &rbacv1.RoleBindingList{}
 		if err := w.Client.List(ctx, rbs, client.MatchingLabels{"fleetbridge.io/registration": "namespaced"}); err != nil {
 			return err

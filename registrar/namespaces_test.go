@@ -65,7 +65,7 @@ func TestConfinedNamespaces(t *testing.T) {
 	got.Spec.Flux = nil
 	must(t, c.Patch(ctx, got, client.MergeFrom(base)))
 	expectReady(t, ctx, "confined", metav1.ConditionTrue, fleetv1.ReasonRegistered, 1, 1, 0)
-	eventually(t, 10*time.Second, "one Argo CD secret", func() error {
+	testenv.Eventually(t, 10*time.Second, "one Argo CD secret", func() error {
 		list := &corev1.SecretList{}
 		if err := c.List(ctx, list, client.InNamespace("argocd-confined")); err != nil {
 			return err

@@ -104,11 +104,7 @@ func (r *RegistrationReconciler) statusInput(ctx context.Context, reg *fleetv1.R
 		in.specError = err
 		return in, nil
 	}
-	sel, err := selectorsOf(reg)
-	if err != nil {
-		in.specError = err
-		return in, nil
-	}
+	sel, _ := selectorsOf(reg) // validateSpec parsed them
 	// The cache's objects are read, never modified: copying every Cluster on each status pass (one per
 	// cluster result change) made a cold start of 1,000 Clusters spend most of its CPU here.
 	clusters := &clusterv1.ClusterList{}
@@ -141,11 +137,11 @@ func (r *RegistrationReconciler) statusInput(ctx context.Context, reg *fleetv1.R
 
 // validateSpec finds what the API server's schema cannot: selectors and templates that do not work.
 func validateSpec(reg *fleetv1.Registration) error {
-	probe := &clusterv1.Cluster{}
-	probe.Namespace, probe.Name = "namespace", "name"
-	if _, err := selects(reg, probe, nil); err != nil {
+	if _, err := selectorsOf(reg); err != nil {
 		return err
 	}
+	probe := &clusterv1.Cluster{}
+	probe.Namespace, probe.Name = "namespace", "name"
 	if reg.Spec.ArgoCD != nil {
 		if _, err := renderTemplate("spec.argocd.nameTemplate", nameTemplate(reg), probe); err != nil {
 			return err

@@ -19,9 +19,6 @@ import (
 // prints both clusters, the plugin's pairs and the endpoints; prints no credential; and leaves nothing
 // behind.
 func TestDemoPrintsTheFleetWithoutCredentials(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts three API servers and fleetbridge")
-	}
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
