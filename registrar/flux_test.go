@@ -127,7 +127,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 		key := types.NamespacedName{Namespace: "fleet-flux", Name: "f1"}
 		old, err := sameToken(key, "tenant-a", "tenant-b")
 		must(t, err)
-		rm.clock.Advance(45 * time.Minute)
+		rm.clock.Advance(pastRenewal)
 		reconcileCluster(t, ctx, rm, key)
 		testenv.Eventually(t, 10*time.Second, "rotated everywhere", func() error {
 			now, err := sameToken(key, "tenant-a", "tenant-b")

@@ -155,7 +155,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 	t.Run("tokens rotate before expiry and old ones keep working", func(t *testing.T) {
 		before := argoSecret(t, ctx, k1)
 		oldToken := bearerToken(t, before)
-		rm.clock.Advance(45 * time.Minute) // past 2/3 of the 1h TTL, whatever the jitter
+		rm.clock.Advance(pastRenewal)
 		reconcileCluster(t, ctx, rm, k1)
 		after := argoSecret(t, ctx, k1)
 		if bearerToken(t, after) == oldToken {

@@ -92,6 +92,10 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // testClock is a clock tests can move forward.
+// pastRenewal moves a 1h token past its renewal point whatever its jitter (renewAt: at most 85% of
+// the lifetime) while it is still valid.
+const pastRenewal = 52 * time.Minute
+
 type testClock struct {
 	mu     sync.Mutex
 	offset time.Duration
