@@ -103,16 +103,26 @@ func containsStrings(have, want map[string]string) bool {
 	return true
 }
 
+// mustNotExist is the resourceVersion precondition of a first write: server-side apply checks a
+// resourceVersion in the request against the live object, and creates the object (clearing it) when there
+// is none. No object carries "1" (etcd's first write is revision 2), so the apply creates the Secret or
+// fails with a Conflict: a hand-made Secret of the same name is never taken over, without a read first.
+const mustNotExist = "1"
+
 // applySecret server-side applies exactly the desired fields as fleetbridge's field manager, taking
-// them back from anyone who changed them and dropping the ones fleetbridge no longer wants. It returns
-// the resourceVersion the write produced.
-func applySecret(ctx context.Context, c client.Client, desired *corev1.Secret) (string, error) {
+// them back from anyone who changed them and dropping the ones fleetbridge no longer wants. With create,
+// it only creates the Secret (a Conflict error if it exists). It returns the resourceVersion the write
+// produced.
+func applySecret(ctx context.Context, c client.Client, desired *corev1.Secret, create bool) (string, error) {
 	ac := corev1ac.Secret(desired.Name, desired.Namespace).
 		WithLabels(desired.Labels).
 		WithType(desired.Type).
 		WithData(desired.Data)
 	if len(desired.Annotations) > 0 {
 		ac = ac.WithAnnotations(desired.Annotations)
+	}
+	if create {
+		ac = ac.WithResourceVersion(mustNotExist)
 	}
 	if err := c.Apply(ctx, ac, client.FieldOwner(owned.FieldManager), client.ForceOwnership); err != nil {
 		return "", err

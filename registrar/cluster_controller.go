@@ -285,30 +285,50 @@ func (r *ClusterReconciler) markUnreachable(ctx context.Context, registration st
 	return errors.Join(errs...)
 }
 
-// ownedExisting returns the current version of a Secret fleetbridge is about to write (nil when it does
-// not exist), refusing a Secret that fleetbridge does not own or owns for another Registration or Cluster.
+// ownedExisting returns the cached version of a Secret fleetbridge is about to write (nil when the cache
+// has none), refusing a Secret fleetbridge owns for another Registration or Cluster. The cache holds only
+// owned Secrets: a hand-made one of the same name is caught by the write itself (writeSecret creates
+// with a precondition), not by a read before every create.
 func (r *ClusterReconciler) ownedExisting(ctx context.Context, reg *fleetv1.Registration, cluster types.NamespacedName, desired *corev1.Secret) (*corev1.Secret, error) {
 	existing := &corev1.Secret{}
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(desired), existing)
 	switch {
 	case apierrors.IsNotFound(err):
-		// The cache holds only owned Secrets; a hand-made one with the same name would be invisible to it.
-		// Its metadata is enough to know it exists (and the metadata client keeps this check off the rate
-		// limit of the Secret reads that fetch CAPI kubeconfigs).
-		live := newPartialSecret()
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), live); err == nil {
-			return nil, failure(fleetv1.ReasonConflict, "Secret %s/%s exists and is not managed by fleetbridge", desired.Namespace, desired.Name)
-		}
 		return nil, nil
 	case err != nil:
 		return nil, err
 	}
-	if existing.Labels[owned.LabelRegistration] != reg.Name || existing.Labels[owned.LabelClusterNamespace] != cluster.Namespace ||
-		existing.Labels[owned.LabelClusterName] != cluster.Name {
-		return nil, failure(fleetv1.ReasonConflict, "Secret %s/%s is managed for Cluster %s/%s by Registration %s",
-			desired.Namespace, desired.Name, existing.Labels[owned.LabelClusterNamespace], existing.Labels[owned.LabelClusterName], existing.Labels[owned.LabelRegistration])
+	if err := ownedFor(reg, cluster, existing); err != nil {
+		return nil, err
 	}
 	return existing, nil
+}
+
+// ownedFor refuses a Secret that is not fleetbridge's for this Registration and Cluster.
+func ownedFor(reg *fleetv1.Registration, cluster types.NamespacedName, s metav1.Object) error {
+	l := s.GetLabels()
+	if !owned.IsOwned(l) {
+		return failure(fleetv1.ReasonConflict, "Secret %s/%s exists and is not managed by fleetbridge", s.GetNamespace(), s.GetName())
+	}
+	if l[owned.LabelRegistration] != reg.Name || l[owned.LabelClusterNamespace] != cluster.Namespace || l[owned.LabelClusterName] != cluster.Name {
+		return failure(fleetv1.ReasonConflict, "Secret %s/%s is managed for Cluster %s/%s by Registration %s",
+			s.GetNamespace(), s.GetName(), l[owned.LabelClusterNamespace], l[owned.LabelClusterName], l[owned.LabelRegistration])
+	}
+	return nil
+}
+
+// existingAfterConflict explains why creating a Secret the cache did not show failed: the live Secret's
+// metadata says whether it is fleetbridge's (the cache had not caught up; it is then returned, to be
+// written as an update) or someone else's (a Conflict).
+func (r *ClusterReconciler) existingAfterConflict(ctx context.Context, reg *fleetv1.Registration, cluster types.NamespacedName, desired *corev1.Secret) (*metav1.PartialObjectMetadata, error) {
+	live := newPartialSecret()
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), live); err != nil {
+		return nil, failure(fleetv1.ReasonWriteFailed, "Secret %s/%s changed while it was created: %s", desired.Namespace, desired.Name, apiReason(err))
+	}
+	if err := ownedFor(reg, cluster, live); err != nil {
+		return nil, err
+	}
+	return live, nil
 }
 
 // writeOwnedSecret writes a desired Secret unless it is current, never touching one it does not own.
@@ -317,7 +337,7 @@ func (r *ClusterReconciler) writeOwnedSecret(ctx context.Context, reg *fleetv1.R
 	if err != nil {
 		return err
 	}
-	return r.writeSecret(ctx, existing, desired, desired.Labels[owned.LabelOutput])
+	return r.writeSecret(ctx, reg, cluster, existing, desired, desired.Labels[owned.LabelOutput])
 }
 
 // removeUnwanted deletes the Secrets a Registration wrote for a Cluster that are not in desired.
@@ -389,7 +409,7 @@ func (r *ClusterReconciler) writeArgoSecret(ctx context.Context, reg *fleetv1.Re
 		}
 		return err
 	}
-	return r.writeSecret(ctx, existing, desired, owned.OutputArgoCD)
+	return r.writeSecret(ctx, reg, cluster, existing, desired, owned.OutputArgoCD)
 }
 
 // appliedWrite is what writeSecret last wrote to one Secret.
@@ -418,8 +438,9 @@ func (r *ClusterReconciler) isOwnWrite(obj client.Object) bool {
 }
 
 // writeSecret applies desired unless the Secret already holds it, or the cache still shows exactly the
-// version this controller's last identical write replaced.
-func (r *ClusterReconciler) writeSecret(ctx context.Context, existing, desired *corev1.Secret, output string) error {
+// version this controller's last identical write replaced. A Secret the cache does not show is created,
+// never taken over.
+func (r *ClusterReconciler) writeSecret(ctx context.Context, reg *fleetv1.Registration, cluster types.NamespacedName, existing, desired *corev1.Secret, output string) error {
 	if secretUpToDate(existing, desired) {
 		return nil
 	}
@@ -440,8 +461,16 @@ func (r *ClusterReconciler) writeSecret(ctx context.Context, existing, desired *
 	}
 	// The watch event of this write may reach isOwnWrite before Apply returns.
 	r.writing.Store(key, hash)
-	written, err := applySecret(ctx, r.Client, desired)
-	r.writing.Delete(key)
+	defer r.writing.Delete(key)
+	written, err := applySecret(ctx, r.Client, desired, existing == nil)
+	if existing == nil && apierrors.IsConflict(err) {
+		live, ownErr := r.existingAfterConflict(ctx, reg, cluster, desired)
+		if ownErr != nil {
+			return ownErr
+		}
+		seenVersion, operation = live.ResourceVersion, "update"
+		written, err = applySecret(ctx, r.Client, desired, false)
+	}
 	if err != nil {
 		return failure(fleetv1.ReasonWriteFailed, "write Secret %s/%s: %s", desired.Namespace, desired.Name, apiReason(err))
 	}
