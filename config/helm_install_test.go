@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -148,6 +150,12 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 		}
 		return nil
 	})
+	// The chart's memory limit reached the Go runtime through the downward API and --memory-limit.
+	for _, p := range procs {
+		if !strings.Contains(p.Output(), "Go runtime memory limit set") {
+			t.Errorf("a Deployment's process did not set the Go runtime's memory limit:\n%s", p.Output())
+		}
+	}
 	// The registrar's finalizer cleans up with the chart's RBAC too.
 	must(t, mgmt.Client.Delete(ctx, reg))
 	testenv.Eventually(t, 30*time.Second, "the Registration's cleanup", func() error {
@@ -188,6 +196,7 @@ func localArgs(t *testing.T, d *unstructured.Unstructured, namespace, dir, token
 	t.Helper()
 	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
 	raw, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	downward := downwardEnv(t, containers[0].(map[string]any))
 	tokens := filepath.Join(dir, d.GetName()+"-tokens")
 	must(t, os.MkdirAll(tokens, 0o700))
 	must(t, os.WriteFile(filepath.Join(tokens, "token"), []byte(token), 0o600))
@@ -203,9 +212,38 @@ func localArgs(t *testing.T, d *unstructured.Unstructured, namespace, dir, token
 		case "--plugin-tokens-dir":
 			a = name + "=" + tokens
 		}
+		for k, v := range downward {
+			a = strings.ReplaceAll(a, "$("+k+")", v)
+		}
+		if strings.Contains(a, "$(") {
+			t.Fatalf("%s: argument %q names a variable the container does not define", d.GetName(), a)
+		}
 		args = append(args, a)
 	}
 	return append(args, "--leader-election-namespace="+namespace), plugin
+}
+
+// downwardEnv is what the kubelet puts in the container's environment variables that come from its own
+// resource limits (the downward API gives them in bytes), to expand $(NAME) in its args as a pod would.
+func downwardEnv(t *testing.T, container map[string]any) map[string]string {
+	t.Helper()
+	env, _, _ := unstructured.NestedSlice(container, "env")
+	out := map[string]string{}
+	for _, e := range env {
+		e := e.(map[string]any)
+		ref, found, _ := unstructured.NestedString(e, "valueFrom", "resourceFieldRef", "resource")
+		if !found {
+			continue
+		}
+		kind, name, _ := strings.Cut(ref, ".")
+		q, found, _ := unstructured.NestedString(container, "resources", kind, name)
+		if !found {
+			t.Fatalf("env %v reads %s, which the container does not set", e["name"], ref)
+		}
+		bytes := resource.MustParse(q)
+		out[e["name"].(string)] = strconv.FormatInt(bytes.Value(), 10)
+	}
+	return out
 }
 
 // impersonating writes a kubeconfig that acts as a ServiceAccount, with the groups a pod's token has.

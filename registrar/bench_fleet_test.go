@@ -10,6 +10,7 @@ package registrar
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -348,6 +349,11 @@ func (f *benchFleet) publish(tb testing.TB, ctx context.Context, n int) {
 					key := f.clusterKey(i)
 					err = mgmt.PublishCluster(ctx, key.Namespace, key.Name, server, kc,
 						testenv.ClusterOptions{Labels: map[string]string{benchFleetLabel: f.name}})
+					for _, s := range kubeadmCertificateSecrets(key) {
+						if err == nil {
+							err = client.IgnoreAlreadyExists(mgmt.Client.Create(ctx, s))
+						}
+					}
 					f.hostCluster.Store(strings.TrimPrefix(server, "https://"), i)
 				}
 				if err != nil {
@@ -362,6 +368,25 @@ func (f *benchFleet) publish(tb testing.TB, ctx context.Context, n int) {
 		tb.Fatal(firstErr)
 	}
 	f.published = max(f.published, n)
+}
+
+// kubeadmCertificateSecrets stand in for the other Secrets Cluster API's kubeadm control plane writes
+// for a Cluster, with the same cluster-name label as its kubeconfig: the cluster CA, etcd CA,
+// service-account key pair and front-proxy CA, each a certificate and a key (sizes as kubeadm's RSA
+// 2048 ones; the bytes are filler). The registrar's kubeconfig Secret informer lists them too.
+func kubeadmCertificateSecrets(cluster types.NamespacedName) []*corev1.Secret {
+	certificate := bytes.Repeat([]byte("c"), 1150)
+	key := bytes.Repeat([]byte("k"), 1700)
+	var out []*corev1.Secret
+	for _, purpose := range []string{"ca", "etcd", "sa", "proxy"} {
+		out = append(out, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: cluster.Namespace, Name: cluster.Name + "-" + purpose,
+				Labels: map[string]string{clusterv1.ClusterNameLabel: cluster.Name}},
+			Type: "cluster.x-k8s.io/secret",
+			Data: map[string][]byte{corev1.TLSCertKey: certificate, corev1.TLSPrivateKeyKey: key},
+		})
+	}
+	return out
 }
 
 // unpublish deletes the fleet's Clusters and kubeconfig Secrets.

@@ -93,7 +93,7 @@ type benchManager struct {
 func startBenchManager(tb testing.TB, mgmtCalls, workloadCalls *callCounter, opts Options) *benchManager {
 	tb.Helper()
 	bm := &benchManager{mgmtCalls: mgmtCalls, workloadCalls: workloadCalls, done: make(chan error, 1)}
-	cfg := rest.CopyConfig(mgmt.Config)
+	cfg := benchManagementConfig(tb)
 	cfg.Wrap(mgmtCalls.wrap)
 	cfg.QPS, cfg.Burst = binaryKubeAPIQPS, binaryKubeAPIBurst
 	if qps, err := strconv.ParseFloat(os.Getenv("FLEETBRIDGE_BENCH_KUBE_API_QPS"), 32); err == nil {
@@ -291,7 +291,7 @@ func BenchmarkColdStart(b *testing.B) {
 // with a plain client without client-side rate limit, and returns how long the writes took.
 func writeFloor(b *testing.B, ctx context.Context, secrets []corev1.Secret, namespace string, workers int, apply bool) time.Duration {
 	b.StopTimer()
-	cfg := rest.CopyConfig(mgmt.Config)
+	cfg := benchManagementConfig(b)
 	cfg.QPS, cfg.Burst = -1, 0
 	c, err := client.New(cfg, client.Options{Scheme: testenv.NewScheme()})
 	if err != nil {
@@ -434,12 +434,8 @@ func BenchmarkPeakRSS(b *testing.B) {
 		biggest = max(biggest, n)
 	}
 	bin := buildBinary(b)
-	kubeconfig, err := mgmt.KubeConfig()
-	if err != nil {
-		b.Fatal(err)
-	}
 	kubeconfigPath := filepath.Join(b.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+	if err := os.WriteFile(kubeconfigPath, benchManagementKubeconfig(b), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	f := newBenchFleet(b, "rss", benchWorkloadServers, biggest)
@@ -450,6 +446,8 @@ func BenchmarkPeakRSS(b *testing.B) {
 			args []string
 		}{
 			{"registrar-only", []string{"--enable-plugin=false"}},
+			// The chart's default memory limit, which it passes as --memory-limit.
+			{"registrar-only-memlimit-512mi", []string{"--enable-plugin=false", "--memory-limit=512Mi"}},
 			{"with-plugin", []string{"--plugin-bind-address=" + testenv.FreeAddr(b)}},
 		} {
 			b.Run(fmt.Sprintf("clusters=%d/%s", n, variant.name), func(b *testing.B) {

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/discovery"
@@ -110,10 +111,11 @@ func newWorkloadClientset(cfg *rest.Config) (*workloadClientset, error) {
 	return out, nil
 }
 
-// connections caches one endpoint per Cluster, rebuilt only when Cluster API rewrites the Secret (a new
-// resourceVersion); each use builds its clients from it (see connection).
+// connections caches one endpoint per Cluster, rebuilt only when Cluster API rewrites the Secret, so a
+// steady fleet reads no Secret; each use builds its clients from it (see connection).
 type connections struct {
-	secrets client.Reader // the cache of CAPI kubeconfig Secrets (newKubeconfigSecretCache)
+	reader  client.Reader // uncached: CAPI kubeconfig Secrets are watched as metadata only
+	meta    client.Reader // the metadata cache of CAPI kubeconfig Secrets
 	timeout time.Duration
 	qps     float32
 	burst   int
@@ -128,8 +130,8 @@ const kubeconfigDataKey = "value"
 
 func kubeconfigSecretName(cluster string) string { return cluster + "-kubeconfig" }
 
-// get returns a connection to a Cluster, parsing its kubeconfig only if the Secret's resourceVersion
-// changed. The caller closes it.
+// get returns a connection to a Cluster, reading the Secret only if its resourceVersion changed. The
+// caller closes it.
 func (c *connections) get(ctx context.Context, cluster types.NamespacedName) (*connection, error) {
 	ep, fresh, err := c.endpoint(ctx, cluster)
 	if err != nil {
@@ -147,26 +149,35 @@ func (c *connections) get(ctx context.Context, cluster types.NamespacedName) (*c
 	return conn, nil
 }
 
-// endpoint returns what reaching a Cluster takes, parsing the kubeconfig only if the Secret's
-// resourceVersion changed; then it also returns the clients it built to check the kubeconfig, for a
-// first use.
+// endpoint returns what reaching a Cluster takes, reading the Secret only if its resourceVersion
+// changed; then it also returns the clients it built to check the kubeconfig, for a first use.
 func (c *connections) endpoint(ctx context.Context, cluster types.NamespacedName) (*endpoint, *workloadClientset, error) {
 	key := types.NamespacedName{Namespace: cluster.Namespace, Name: kubeconfigSecretName(cluster.Name)}
-	secret := &corev1.Secret{}
-	if err := c.secrets.Get(ctx, key, secret, client.UnsafeDisableDeepCopy); err != nil {
+	meta := &metav1PartialSecret{}
+	if err := c.meta.Get(ctx, key, meta.obj()); err != nil {
 		if apierrors.IsNotFound(err) {
 			c.forget(cluster)
 			return nil, nil, failure(fleetv1.ReasonKubeconfigMissing, "Secret %s/%s does not exist", key.Namespace, key.Name)
 		}
-		return nil, nil, fmt.Errorf("read Secret %s/%s: %w", key.Namespace, key.Name, err)
+		return nil, nil, fmt.Errorf("read Secret %s/%s metadata: %w", key.Namespace, key.Name, err)
 	}
+	version := meta.obj().GetResourceVersion()
 	c.mu.Lock()
 	ep := c.m[cluster]
 	c.mu.Unlock()
-	if ep != nil && ep.secretVersion == secret.ResourceVersion {
+	if ep != nil && ep.secretVersion == version {
 		return ep, nil, nil
 	}
 
+	// The metadata cache saw this version: the API server can answer from its watch cache ("not older
+	// than version") instead of a quorum read from etcd.
+	secret := &corev1.Secret{}
+	if err := c.reader.Get(ctx, key, secret, &client.GetOptions{Raw: &metav1.GetOptions{ResourceVersion: version}}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, failure(fleetv1.ReasonKubeconfigMissing, "Secret %s/%s does not exist", key.Namespace, key.Name)
+		}
+		return nil, nil, fmt.Errorf("read Secret %s/%s: %w", key.Namespace, key.Name, err)
+	}
 	data, ok := secret.Data[kubeconfigDataKey]
 	if !ok {
 		return nil, nil, failure(fleetv1.ReasonKubeconfigInvalid, "Secret %s/%s has no key %q", key.Namespace, key.Name, kubeconfigDataKey)

@@ -95,8 +95,8 @@ func DefaultOptions() Options {
 }
 
 // CacheByObject restricts the manager's Secret informer to Secrets fleetbridge owns, in the namespaces
-// it may write: the registrar never caches other Secrets (CAPI kubeconfig Secrets have a cache of their
-// own, newKubeconfigSecretCache). Clusters are watched only where their kubeconfig Secrets may be read.
+// it may write: the registrar never caches other Secrets (CAPI kubeconfig Secrets are watched as metadata
+// by a cache of their own). Clusters are watched only where their kubeconfig Secrets may be read.
 // Neither keeps managedFields it does not read (a Cluster's are often larger than the rest of it).
 func CacheByObject(ns Namespaces) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
@@ -130,7 +130,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	capiSecrets, err := newKubeconfigSecretCache(ctx, mgr, opts.Namespaces.Clusters)
+	capiSecrets, err := newKubeconfigSecretCache(mgr, opts.Namespaces.Clusters)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +160,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		return nil, err
 	}
 
-	conns := &connections{secrets: capiSecrets, timeout: opts.ProbeTimeout,
+	conns := &connections{reader: mgr.GetAPIReader(), meta: capiSecrets, timeout: opts.ProbeTimeout,
 		qps: opts.WorkloadQPS, burst: opts.WorkloadBurst, wrap: opts.WrapWorkloadTransport, m: map[types.NamespacedName]*endpoint{}}
 	res := newResults()
 	wakeups := make(chan event.GenericEvent, 1024)
@@ -173,7 +173,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
 		For(&clusterv1.Cluster{}).
-		WatchesRawSource(source.Kind(capiSecrets, &corev1.Secret{},
+		WatchesRawSource(source.Kind(capiSecrets, newPartialSecret(),
 			handler.TypedEnqueueRequestsFromMapFunc(kubeconfigSecretToCluster))).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(ownedSecretToCluster),
 			builder.WithPredicates(notOwnWrite(clusters))).
@@ -234,50 +234,32 @@ func notOwnWrite(r *ClusterReconciler) predicate.Predicate {
 	}
 }
 
-// newKubeconfigSecretCache watches the Secrets Cluster API labels with a cluster name. It keeps the
-// kubeconfig (data key "value") of each <cluster>-kubeconfig Secret, so registering a Cluster, or
-// following a rewrite (EKS and GKE tokens every 10 minutes), costs no read; of the other Secrets with
-// that label (the cluster's CA, etcd and service-account keys) it keeps the name only.
-func newKubeconfigSecretCache(ctx context.Context, mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
+// newKubeconfigSecretCache watches, as metadata only, the Secrets Cluster API labels with a cluster name.
+// Their data (the admin credentials) is read on demand and never kept in an informer. The label also
+// marks each Cluster's CA, etcd, service-account and front-proxy key Secrets and each Machine's
+// bootstrap data: an informer of their data would list all of it, several times the kubeconfigs, at
+// every start (tried: at 10,000 Clusters its peak RSS passed the chart's 512Mi limit), to save one
+// read from the API server's watch cache per Cluster.
+func newKubeconfigSecretCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
 	hasClusterName, err := labels.NewRequirement(clusterv1.ClusterNameLabel, labelselection.Exists, nil)
 	if err != nil {
 		return nil, err
 	}
-	c, err := cache.New(mgr.GetConfig(), cache.Options{
+	return cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient:           mgr.GetHTTPClient(),
 		Scheme:               mgr.GetScheme(),
 		Mapper:               mgr.GetRESTMapper(),
 		DefaultLabelSelector: labels.NewSelector().Add(*hasClusterName),
 		DefaultNamespaces:    namespaceSet(namespaces),
-		DefaultTransform:     kubeconfigOnly,
+		// Only the name, labels and resourceVersion are read.
+		DefaultTransform: func(obj any) (any, error) {
+			if o, ok := obj.(metav1.Object); ok {
+				o.SetManagedFields(nil)
+				o.SetAnnotations(nil)
+			}
+			return obj, nil
+		},
 	})
-	if err != nil {
-		return nil, err
-	}
-	// Created now, so it starts (and syncs) with the manager.
-	if _, err := c.GetInformer(ctx, &corev1.Secret{}); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-// kubeconfigOnly strips a Secret of the kubeconfig Secret cache down to what the controller reads: its
-// identity, its cluster-name label and, for a <cluster>-kubeconfig Secret, the kubeconfig.
-func kubeconfigOnly(obj any) (any, error) {
-	s, ok := obj.(*corev1.Secret)
-	if !ok {
-		return obj, nil
-	}
-	cluster := s.Labels[clusterv1.ClusterNameLabel]
-	out := &corev1.Secret{
-		TypeMeta: s.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name, UID: s.UID, ResourceVersion: s.ResourceVersion,
-			Labels: map[string]string{clusterv1.ClusterNameLabel: cluster}},
-	}
-	if v, ok := s.Data[kubeconfigDataKey]; ok && s.Name == kubeconfigSecretName(cluster) {
-		out.Data = map[string][]byte{kubeconfigDataKey: v}
-	}
-	return out, nil
 }
 
 // newUnownedArgoCache watches the Argo CD cluster Secrets that fleetbridge does not own (hand-made, or
@@ -332,7 +314,7 @@ func argoDataIndex(key string) client.IndexerFunc {
 	}
 }
 
-func kubeconfigSecretToCluster(_ context.Context, s *corev1.Secret) []reconcile.Request {
+func kubeconfigSecretToCluster(_ context.Context, s *metav1.PartialObjectMetadata) []reconcile.Request {
 	name := s.Labels[clusterv1.ClusterNameLabel]
 	if name == "" || s.Name != kubeconfigSecretName(name) {
 		return nil

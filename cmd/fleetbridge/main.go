@@ -51,6 +51,7 @@ func run() error {
 		opts                    = registrar.DefaultOptions()
 		workloadQPS             = float64(opts.WorkloadQPS)
 		zapOpts                 = zap.Options{}
+		memoryLimit             string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables it).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -72,6 +73,7 @@ func run() error {
 	flag.Float64Var(&workloadQPS, "workload-api-qps", workloadQPS, "Client QPS towards each workload API server.")
 	flag.IntVar(&opts.WorkloadBurst, "workload-api-burst", opts.WorkloadBurst, "Client burst towards each workload API server.")
 	flag.IntVar(&opts.Workers, "workers", opts.Workers, "Clusters reconciled in parallel.")
+	flag.StringVar(&memoryLimit, "memory-limit", "", "The container's memory limit (a quantity such as 512Mi, or bytes); the Go runtime keeps its heap under 90% of it. Ignored when GOMEMLIMIT is set.")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	opts.WorkloadQPS = float32(workloadQPS)
@@ -80,6 +82,14 @@ func run() error {
 	pluginOpts.ConfigMaps = commaList(pluginConfigMaps)
 	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces)}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	_, goMemLimitSet := os.LookupEnv("GOMEMLIMIT")
+	memLimit, err := applyMemoryLimit(memoryLimit, goMemLimitSet)
+	if err != nil {
+		return err
+	}
+	if memLimit > 0 {
+		ctrl.Log.Info("Go runtime memory limit set", "bytes", memLimit)
+	}
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
