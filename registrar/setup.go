@@ -251,15 +251,25 @@ func newKubeconfigSecretCache(mgr ctrl.Manager, namespaces []string) (cache.Cach
 		Mapper:               mgr.GetRESTMapper(),
 		DefaultLabelSelector: labels.NewSelector().Add(*hasClusterName),
 		DefaultNamespaces:    namespaceSet(namespaces),
-		// Only the name, labels and resourceVersion are read.
-		DefaultTransform: func(obj any) (any, error) {
-			if o, ok := obj.(metav1.Object); ok {
-				o.SetManagedFields(nil)
-				o.SetAnnotations(nil)
-			}
-			return obj, nil
-		},
+		DefaultTransform:     kubeconfigIdentityOnly,
 	})
+}
+
+// kubeconfigIdentityOnly strips a Secret's metadata down to what the controller reads: its name and
+// resourceVersion, and for a <cluster>-kubeconfig Secret the cluster-name label. Most Secrets this cache
+// holds are not kubeconfigs (CA keys, bootstrap data), and their owner references, timestamps and
+// labels would otherwise be most of its memory.
+func kubeconfigIdentityOnly(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Namespace: m.Namespace, Name: m.Name, ResourceVersion: m.ResourceVersion}}
+	if cluster := m.Labels[clusterv1.ClusterNameLabel]; cluster != "" && m.Name == kubeconfigSecretName(cluster) {
+		out.Labels = map[string]string{clusterv1.ClusterNameLabel: cluster}
+	}
+	return out, nil
 }
 
 // newUnownedArgoCache watches the Argo CD cluster Secrets that fleetbridge does not own (hand-made, or
