@@ -70,7 +70,9 @@ func TestHandMadeSecretIsNeverTakenOver(t *testing.T) {
 	}
 
 	must(t, mgmt.Client.Delete(ctx, live))
-	testenv.Eventually(t, 30*time.Second, "registered once the hand-made Secret is gone", func() error {
+	// The Cluster waits out its backoff (5 s and doubling); reconcile it now rather than wait.
+	reconcileCluster(t, ctx, rm, key)
+	testenv.Eventually(t, 10*time.Second, "registered once the hand-made Secret is gone", func() error {
 		s := &corev1.Secret{}
 		if err := mgmt.Client.Get(ctx, secretKey, s); err != nil {
 			return err
