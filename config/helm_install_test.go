@@ -240,7 +240,10 @@ func downwardEnv(t *testing.T, container map[string]any) map[string]string {
 		if !found {
 			t.Fatalf("env %v reads %s, which the container does not set", e["name"], ref)
 		}
-		bytes := resource.MustParse(q)
+		bytes, err := resource.ParseQuantity(q)
+		if err != nil {
+			t.Fatalf("resources.%s: %v", ref, err)
+		}
 		out[e["name"].(string)] = strconv.FormatInt(bytes.Value(), 10)
 	}
 	return out

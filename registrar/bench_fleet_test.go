@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -651,14 +652,14 @@ func (f *benchFleet) cpuGroups() []cpuGroup {
 	serverPids := func(host string) (apiserver, etcd []int) {
 		port := host[strings.LastIndex(host, ":")+1:]
 		for pid, args := range procs {
-			if !slicesContains(args, "--secure-port="+port) {
+			if !slices.Contains(args, "--secure-port="+port) {
 				continue
 			}
 			apiserver = append(apiserver, pid)
 			for _, a := range args {
 				if url, ok := strings.CutPrefix(a, "--etcd-servers="); ok {
 					for epid, eargs := range procs {
-						if slicesContains(eargs, "--listen-client-urls="+url) {
+						if slices.Contains(eargs, "--listen-client-urls="+url) {
 							etcd = append(etcd, epid)
 						}
 					}
@@ -679,15 +680,6 @@ func (f *benchFleet) cpuGroups() []cpuGroup {
 		fw = append(fw, x.cmd.Process.Pid)
 	}
 	return append(groups, cpuGroup{"workload-apiservers", wa}, cpuGroup{"workload-etcds", we}, cpuGroup{"forwarders", fw})
-}
-
-func slicesContains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // processArgs maps every visible process to its command line.

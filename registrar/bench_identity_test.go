@@ -14,12 +14,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/fleetbridge/fleetbridge/internal/flux"
+	"github.com/fleetbridge/fleetbridge/internal/kubeconfig"
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
 )
 
@@ -99,12 +99,7 @@ func newBenchIdentity(ctx context.Context) (*rest.Config, error) {
 func benchManagementKubeconfig(tb testing.TB) []byte {
 	tb.Helper()
 	cfg := benchManagementConfig(tb)
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["mgmt"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData, TLSServerName: cfg.ServerName}
-	kc.AuthInfos["registrar"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["registrar"] = &clientcmdapi.Context{Cluster: "mgmt", AuthInfo: "registrar"}
-	kc.CurrentContext = "registrar"
-	out, err := clientcmd.Write(*kc)
+	out, err := flux.Kubeconfig(&kubeconfig.Credentials{Server: cfg.Host, CAData: cfg.CAData, ServerName: cfg.ServerName}, cfg.BearerToken)
 	if err != nil {
 		tb.Fatal(err)
 	}

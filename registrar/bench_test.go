@@ -44,12 +44,7 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
@@ -65,6 +60,13 @@ const (
 
 // benchWorkloadServers is how many real workload API servers stand in for the fleet.
 const benchWorkloadServers = 4
+
+// newPublishedFleet is a fleet of n Clusters on the benchmark's workload servers, published.
+func newPublishedFleet(b *testing.B, ctx context.Context, name string, n int) *benchFleet {
+	f := newBenchFleet(b, name, benchWorkloadServers, n)
+	f.publish(b, ctx, n)
+	return f
+}
 
 // benchOptions are the registrar's defaults, with FLEETBRIDGE_BENCH_WORKERS overriding --workers.
 func benchOptions() Options {
@@ -84,53 +86,21 @@ func benchClusters() int {
 
 // benchManager is a registrar running in this process with counting transports.
 type benchManager struct {
-	mgmtCalls, workloadCalls *callCounter
-	started                  time.Time
-	cancel                   context.CancelFunc
-	done                     chan error
+	*inProcessRegistrar
+	mgmtCalls *callCounter
+	started   time.Time
 }
 
 func startBenchManager(tb testing.TB, mgmtCalls, workloadCalls *callCounter, opts Options) *benchManager {
 	tb.Helper()
-	bm := &benchManager{mgmtCalls: mgmtCalls, workloadCalls: workloadCalls, done: make(chan error, 1)}
 	cfg := benchManagementConfig(tb)
 	cfg.Wrap(mgmtCalls.wrap)
-	cfg.QPS, cfg.Burst = binaryKubeAPIQPS, binaryKubeAPIBurst
 	if qps, err := strconv.ParseFloat(os.Getenv("FLEETBRIDGE_BENCH_KUBE_API_QPS"), 32); err == nil {
 		cfg.QPS, cfg.Burst = float32(qps), max(int(2*qps), 1)
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 testenv.NewScheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{ByObject: CacheByObject(Namespaces{})},
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
 	opts.WrapWorkloadTransport = workloadCalls.wrap
-	ctx, cancel := context.WithCancel(context.Background())
-	bm.cancel = cancel
-	if _, err := Setup(ctx, mgr, opts); err != nil {
-		tb.Fatal(err)
-	}
-	bm.started = time.Now()
-	go func() { bm.done <- mgr.Start(ctx) }()
-	return bm
-}
-
-func (bm *benchManager) stop(tb testing.TB) {
-	tb.Helper()
-	bm.cancel()
-	select {
-	case err := <-bm.done:
-		if err != nil {
-			tb.Errorf("manager stopped with %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		tb.Error("manager did not stop")
-	}
+	p := startRegistrar(tb, cfg, opts)
+	return &benchManager{inProcessRegistrar: p, mgmtCalls: mgmtCalls, started: time.Now()}
 }
 
 // waitRegistered waits until the target-th distinct Argo CD Secret was written and returns how long
@@ -169,10 +139,8 @@ func waitQuiet(mgmtCalls, workloadCalls *callCounter, quiet, limit time.Duration
 
 // coldStartResult is what one cold start measured.
 type coldStartResult struct {
-	elapsed  time.Duration
-	secrets  []corev1.Secret
-	mgmt     map[string]int
-	workload map[string]int
+	elapsed time.Duration
+	secrets []corev1.Secret
 }
 
 // coldStart starts a registrar on a fleet of n published Clusters with one Registration in mode, and
@@ -213,7 +181,10 @@ func coldStart(b *testing.B, ctx context.Context, f *benchFleet, n int, name str
 	if path := os.Getenv("FLEETBRIDGE_BENCH_HEAP_PROFILE"); path != "" {
 		time.Sleep(3 * time.Second)
 		runtime.GC()
-		fh, _ := os.Create(path)
+		fh, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
 		_ = pprof.WriteHeapProfile(fh)
 		fh.Close()
 	}
@@ -222,8 +193,6 @@ func coldStart(b *testing.B, ctx context.Context, f *benchFleet, n int, name str
 	bm.stop(b)
 
 	res := coldStartResult{elapsed: elapsed}
-	res.mgmt, _ = mgmtCalls.snapshot()
-	res.workload, _ = workloadCalls.snapshot()
 	list := &corev1.SecretList{}
 	if err := mgmt.Client.List(ctx, list, client.InNamespace(argoNS), client.MatchingLabels{owned.LabelRegistration: name}); err != nil {
 		b.Fatal(err)
@@ -254,10 +223,8 @@ func coldStart(b *testing.B, ctx context.Context, f *benchFleet, n int, name str
 // credentials modes, and in the same run the floor: a client without rate limit writing the same
 // Secrets, one at a time and with 8 workers.
 func BenchmarkColdStart(b *testing.B) {
-	ctx := context.Background()
-	n := benchClusters()
-	f := newBenchFleet(b, "cold", benchWorkloadServers, n)
-	f.publish(b, ctx, n)
+	ctx, n := context.Background(), benchClusters()
+	f := newPublishedFleet(b, ctx, "cold", n)
 
 	var kc *coldStartResult
 	b.Run("kubeconfig", func(b *testing.B) {
@@ -358,10 +325,8 @@ func writeFloor(b *testing.B, ctx context.Context, secrets []corev1.Secret, name
 // reconciled 10 more times) and counts the writes to the management and workload servers: there must
 // be none.
 func BenchmarkSteadyState(b *testing.B) {
-	ctx := context.Background()
-	n := benchClusters()
-	f := newBenchFleet(b, "steady", benchWorkloadServers, n)
-	f.publish(b, ctx, n)
+	ctx, n := context.Background(), benchClusters()
+	f := newPublishedFleet(b, ctx, "steady", n)
 	const resync, periods = 2 * time.Second, 10
 	for _, mode := range []fleetv1.CredentialsMode{fleetv1.CredentialsKubeconfig, fleetv1.CredentialsServiceAccountToken} {
 		b.Run(strings.ToLower(string(mode)), func(b *testing.B) {
@@ -378,7 +343,7 @@ func BenchmarkSteadyState(b *testing.B) {
 			bm := startBenchManager(b, mgmtCalls, workloadCalls, opts)
 			defer bm.stop(b)
 			bm.waitRegistered(b, 10*time.Minute)
-			waitQuiet(mgmtCalls, newCallCounter("", 0), 5*time.Second, 2*time.Minute)
+			waitQuiet(mgmtCalls, workloadCalls, 5*time.Second, 2*time.Minute)
 
 			mgmtCalls.reset()
 			workloadCalls.reset()

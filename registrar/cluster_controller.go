@@ -424,17 +424,20 @@ type appliedWrite struct {
 // reconcile that wrote it already made it current.
 func (r *ClusterReconciler) isOwnWrite(obj client.Object) bool {
 	key := client.ObjectKeyFromObject(obj)
-	last, hasLast := r.applied.Load(key)
-	if hasLast && last.(appliedWrite).written != "" && last.(appliedWrite).written == obj.GetResourceVersion() {
+	var last appliedWrite
+	if v, ok := r.applied.Load(key); ok {
+		last = v.(appliedWrite)
+	}
+	if last.written != "" && last.written == obj.GetResourceVersion() {
 		return true
 	}
-	inFlight, writing := r.writing.Load(key)
+	inFlight, _ := r.writing.Load(key)
 	s, ok := obj.(*corev1.Secret)
-	if !ok || (!hasLast && !writing) {
+	if !ok || (last.hash == "" && inFlight == nil) {
 		return false
 	}
 	hash := secretHash(s)
-	return (hasLast && last.(appliedWrite).hash == hash) || (writing && inFlight.(string) == hash)
+	return last.hash == hash || inFlight == hash
 }
 
 // writeSecret applies desired unless the Secret already holds it, or the cache still shows exactly the
@@ -500,7 +503,7 @@ func (r *ClusterReconciler) checkArgoDuplicates(ctx context.Context, cluster typ
 				// The owned-Secret cache selects on the registration label's presence, so it may hold a
 				// Secret whose label is empty: not fleetbridge's, and such a Secret wins.
 				if creating {
-					return failure(fleetv1.ReasonConflict, "Argo CD cluster Secret %s/%s, not managed by fleetbridge, already registers this server or name", o.Namespace, o.Name)
+					return unownedArgoConflict(&o)
 				}
 				continue
 			}
@@ -521,14 +524,15 @@ func (r *ClusterReconciler) checkArgoDuplicates(ctx context.Context, cluster typ
 		return err
 	}
 	for _, o := range live.Items {
-		if owned.IsOwned(o.Labels) {
-			continue
-		}
 		if string(o.Data[argocd.KeyServer]) == string(desired.Data[argocd.KeyServer]) || string(o.Data[argocd.KeyName]) == string(desired.Data[argocd.KeyName]) {
-			return failure(fleetv1.ReasonConflict, "Argo CD cluster Secret %s/%s, not managed by fleetbridge, already registers this server or name", o.Namespace, o.Name)
+			return unownedArgoConflict(&o)
 		}
 	}
 	return nil
+}
+
+func unownedArgoConflict(s *corev1.Secret) error {
+	return failure(fleetv1.ReasonConflict, "Argo CD cluster Secret %s/%s, not managed by fleetbridge, already registers this server or name", s.Namespace, s.Name)
 }
 
 // unownedArgoClusters selects the Argo CD cluster Secrets that do not carry fleetbridge's registration label.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -115,12 +116,10 @@ func (c *testClock) Advance(d time.Duration) {
 
 // runningManager is a registrar running in this process against the management server.
 type runningManager struct {
-	reg            *Registrar
+	*inProcessRegistrar
 	mgmtWrites     *writeCounter
 	workloadWrites *writeCounter
 	clock          *testClock
-	cancel         context.CancelFunc
-	done           chan error
 }
 
 func startManager(t *testing.T) *runningManager {
@@ -132,49 +131,67 @@ func startManager(t *testing.T) *runningManager {
 // --cluster-namespaces confine the binary.
 func startManagerIn(t *testing.T, namespaces Namespaces) *runningManager {
 	t.Helper()
-	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, clock: &testClock{}, done: make(chan error, 1)}
-	cfg := *mgmt.Config
+	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, clock: &testClock{}}
+	cfg := rest.CopyConfig(mgmt.Config)
 	cfg.Wrap(rm.mgmtWrites.wrap)
-	cfg.QPS, cfg.Burst = 200, 400
-	mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
-		Scheme:                 testenv.NewScheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{ByObject: CacheByObject(namespaces)},
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	opts := DefaultOptions()
 	opts.Now = rm.clock.Now
 	opts.WrapWorkloadTransport = rm.workloadWrites.wrap
 	opts.ProbeTimeout = 3 * time.Second
 	opts.Namespaces = namespaces
-	ctx, cancel := context.WithCancel(context.Background())
-	rm.cancel = cancel
-	rm.reg, err = Setup(ctx, mgr, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { rm.done <- mgr.Start(ctx) }()
-	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
+	rm.inProcessRegistrar = startRegistrar(t, cfg, opts)
+	syncCtx, syncCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer syncCancel()
-	if !mgr.GetCache().WaitForCacheSync(syncCtx) {
+	if !rm.mgr.GetCache().WaitForCacheSync(syncCtx) {
 		t.Fatal("manager cache did not sync")
 	}
 	return rm
 }
 
-func (rm *runningManager) stop(t *testing.T) {
-	t.Helper()
-	rm.cancel()
+// inProcessRegistrar is a registrar's manager running in this process, as the binary runs it, until stop.
+type inProcessRegistrar struct {
+	reg    *Registrar
+	mgr    ctrl.Manager
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startRegistrar starts a manager on cfg with the binary's client rate limits and cache scope, and the
+// registrar's controllers with opts.
+func startRegistrar(tb testing.TB, cfg *rest.Config, opts Options) *inProcessRegistrar {
+	tb.Helper()
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = binaryKubeAPIQPS, binaryKubeAPIBurst
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 testenv.NewScheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{ByObject: CacheByObject(opts.Namespaces)},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &inProcessRegistrar{mgr: mgr, cancel: cancel, done: make(chan error, 1)}
+	if p.reg, err = Setup(ctx, mgr, opts); err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	go func() { p.done <- mgr.Start(ctx) }()
+	return p
+}
+
+func (p *inProcessRegistrar) stop(tb testing.TB) {
+	tb.Helper()
+	p.cancel()
 	select {
-	case err := <-rm.done:
+	case err := <-p.done:
 		if err != nil {
-			t.Fatalf("manager stopped with %v", err)
+			tb.Fatalf("manager stopped with %v", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("manager did not stop")
+	case <-time.After(60 * time.Second):
+		tb.Fatal("manager did not stop")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -83,11 +84,12 @@ func run() error {
 	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces)}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	_, goMemLimitSet := os.LookupEnv("GOMEMLIMIT")
-	memLimit, err := applyMemoryLimit(memoryLimit, goMemLimitSet)
+	memLimit, err := goMemoryLimit(memoryLimit, goMemLimitSet)
 	if err != nil {
 		return err
 	}
 	if memLimit > 0 {
+		debug.SetMemoryLimit(memLimit)
 		ctrl.Log.Info("Go runtime memory limit set", "bytes", memLimit)
 	}
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"runtime/debug"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -27,14 +26,4 @@ func goMemoryLimit(limit string, goMemLimitSet bool) (int64, error) {
 		return 0, fmt.Errorf("--memory-limit %q: must be positive", limit)
 	}
 	return int64(float64(q.Value()) * memoryLimitShare), nil
-}
-
-// applyMemoryLimit sets the runtime's soft memory limit (see goMemoryLimit) and returns it.
-func applyMemoryLimit(limit string, goMemLimitSet bool) (int64, error) {
-	n, err := goMemoryLimit(limit, goMemLimitSet)
-	if err != nil || n == 0 {
-		return 0, err
-	}
-	debug.SetMemoryLimit(n)
-	return n, nil
 }
