@@ -17,7 +17,7 @@ import (
 const secretToken = "s3cr3t-token-value"
 
 // testPKI returns a PEM CA certificate and a matching client certificate and key.
-func testPKI(t *testing.T) (ca, cert, key []byte) {
+func testPKI(t testing.TB) (ca, cert, key []byte) {
 	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
