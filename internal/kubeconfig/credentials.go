@@ -216,11 +216,19 @@ func hasPEMBlock(data []byte, blockType string) bool {
 	}
 }
 
-// redactURL drops user info so an error message never carries a password from a URL.
+// maxQuotedURL bounds the server URL a message quotes.
+const maxQuotedURL = 128
+
+// redactURL drops everything before a URL's last "@", so an error message never carries a password from
+// it: url.URL.Redacted keeps the password of a URL without "//" ("admin:pw@10.0.0.1:6443" parses as
+// scheme "admin"), which is the malformed URL these messages quote.
 func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable>"
+	if at := strings.LastIndex(raw, "@"); at >= 0 {
+		scheme := ""
+		if i := strings.Index(raw[:at], "://"); i >= 0 {
+			scheme = raw[:i+len("://")]
+		}
+		raw = scheme + "xxxxx" + raw[at:]
 	}
-	return u.Redacted()
+	return bounded(raw, maxQuotedURL)
 }

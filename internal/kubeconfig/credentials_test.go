@@ -122,6 +122,8 @@ func TestParse(t *testing.T) {
 			want{errContains: "not an http(s) URL"}},
 		{"server URL with user info", kubeconfigYAML("s", "s", "    server: https://admin:"+secretToken+"@10.0.0.1", tokenUser),
 			want{errContains: "user info"}},
+		{"server without scheme, with user info", kubeconfigYAML("s", "s", "    server: admin:"+secretToken+"@10.0.0.1:6443", tokenUser),
+			want{errContains: `"xxxxx@10.0.0.1:6443" is not an http(s) URL`}},
 		{"malformed YAML", "apiVersion: v1\nclusters: [\n  token: " + secretToken, want{errContains: "cannot be parsed"}},
 		{"empty", "", want{errContains: "empty"}},
 		{"two contexts and none current", kubeconfigYAML("a", "", caBlock, tokenUser) + "- name: other\n  context: {cluster: c, user: u}\n",
