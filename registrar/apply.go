@@ -2,17 +2,10 @@ package registrar
 
 import (
 	"bytes"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"sort"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
@@ -109,53 +102,3 @@ func containsStrings(have, want map[string]string) bool {
 // fails with a Conflict: a hand-made Secret of the same name is never taken over, without a read first.
 const mustNotExist = "1"
 
-// applySecret server-side applies exactly the desired fields as fleetbridge's field manager, taking
-// them back from anyone who changed them and dropping the ones fleetbridge no longer wants. With create,
-// it only creates the Secret (a Conflict error if it exists). It returns the resourceVersion the write
-// produced.
-func applySecret(ctx context.Context, c client.Client, desired *corev1.Secret, create bool) (string, error) {
-	ac := corev1ac.Secret(desired.Name, desired.Namespace).
-		WithLabels(desired.Labels).
-		WithType(desired.Type).
-		WithData(desired.Data)
-	if len(desired.Annotations) > 0 {
-		ac = ac.WithAnnotations(desired.Annotations)
-	}
-	if create {
-		ac = ac.WithResourceVersion(mustNotExist)
-	}
-	if err := c.Apply(ctx, ac, client.FieldOwner(owned.FieldManager), client.ForceOwnership); err != nil {
-		return "", err
-	}
-	return ptr.Deref(ac.ResourceVersion, ""), nil
-}
-
-// secretHash digests what fleetbridge applies to a Secret (labels, annotations, type, data).
-func secretHash(s *corev1.Secret) string {
-	h := sha256.New()
-	write := func(m map[string]string) {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			h.Write([]byte(k + "\x00" + m[k] + "\x00"))
-		}
-		h.Write([]byte{1})
-	}
-	write(s.Labels)
-	write(s.Annotations)
-	h.Write([]byte(s.Type + "\x01"))
-	keys := make([]string, 0, len(s.Data))
-	for k := range s.Data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		h.Write([]byte(k + "\x00"))
-		h.Write(s.Data[k])
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}

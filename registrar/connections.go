@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/discovery"
+	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	rbacv1client "k8s.io/client-go/kubernetes/typed/rbac/v1"
 	"k8s.io/client-go/rest"
@@ -59,6 +60,7 @@ func (conn *connection) close() {
 type workloadClient interface {
 	CoreV1() corev1client.CoreV1Interface
 	RbacV1() rbacv1client.RbacV1Interface
+	AuthenticationV1() authenticationv1client.AuthenticationV1Interface
 	Discovery() discovery.DiscoveryInterface
 }
 
@@ -70,12 +72,16 @@ type workloadClientset struct {
 	transport interface{ CloseIdleConnections() }
 	core      *corev1client.CoreV1Client
 	rbac      *rbacv1client.RbacV1Client
+	authn     *authenticationv1client.AuthenticationV1Client
 	discovery *discovery.DiscoveryClient
 }
 
 func (c *workloadClientset) CoreV1() corev1client.CoreV1Interface    { return c.core }
 func (c *workloadClientset) RbacV1() rbacv1client.RbacV1Interface    { return c.rbac }
 func (c *workloadClientset) Discovery() discovery.DiscoveryInterface { return c.discovery }
+func (c *workloadClientset) AuthenticationV1() authenticationv1client.AuthenticationV1Interface {
+	return c.authn
+}
 
 // newWorkloadClientset is kubernetes.NewForConfig for the groups of workloadClient: one HTTP client and,
 // as kubernetes.NewForConfig does, one rate limiter shared by every group.
@@ -103,6 +109,9 @@ func newWorkloadClientset(cfg *rest.Config) (*workloadClientset, error) {
 		return nil, err
 	}
 	if out.rbac, err = rbacv1client.NewForConfigAndClient(cfg, httpClient); err != nil {
+		return nil, err
+	}
+	if out.authn, err = authenticationv1client.NewForConfigAndClient(cfg, httpClient); err != nil {
 		return nil, err
 	}
 	if out.discovery, err = discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient); err != nil {

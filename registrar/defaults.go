@@ -10,8 +10,8 @@ import (
 // objects written before a default existed) behave the same.
 const (
 	defaultArgoNamespace      = "argocd"
-	defaultNameTemplate       = "{{ .Namespace }}-{{ .Name }}"
-	defaultFluxSecretTemplate = "{{ .Name }}-fleetbridge-kubeconfig"
+	defaultNameTemplate       = "{{ .Namespace }}.{{ .Name }}"
+	defaultFluxSecretTemplate = "{{ .Namespace }}.{{ .Name }}.kubeconfig"
 	defaultTokenTTL           = 24 * time.Hour
 	minTokenTTL               = 10 * time.Minute
 	defaultServiceAccountNS   = "kube-system"

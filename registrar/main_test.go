@@ -131,6 +131,12 @@ func startManager(t *testing.T) *runningManager {
 // --cluster-namespaces confine the binary.
 func startManagerIn(t *testing.T, namespaces Namespaces) *runningManager {
 	t.Helper()
+	return startManagerWith(t, func(o *Options) { o.Namespaces = namespaces })
+}
+
+// startManagerWith starts a registrar whose options tune changes from the tests' defaults.
+func startManagerWith(t *testing.T, tune func(*Options)) *runningManager {
+	t.Helper()
 	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, clock: &testClock{}}
 	cfg := rest.CopyConfig(mgmt.Config)
 	cfg.Wrap(rm.mgmtWrites.wrap)
@@ -138,7 +144,7 @@ func startManagerIn(t *testing.T, namespaces Namespaces) *runningManager {
 	opts.Now = rm.clock.Now
 	opts.WrapWorkloadTransport = rm.workloadWrites.wrap
 	opts.ProbeTimeout = 3 * time.Second
-	opts.Namespaces = namespaces
+	tune(&opts)
 	rm.inProcessRegistrar = startRegistrar(t, cfg, opts)
 	syncCtx, syncCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer syncCancel()

@@ -99,7 +99,8 @@ func (r *RegistrationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 
 // statusInput gathers what the status is computed from: the selected Clusters and their results.
 func (r *RegistrationReconciler) statusInput(ctx context.Context, reg *fleetv1.Registration) (statusInput, error) {
-	in := statusInput{generation: reg.Generation, suspended: reg.Spec.Suspend, results: r.results.snapshot(reg.Name)}
+	in := statusInput{generation: reg.Generation, suspended: reg.Spec.Suspend, results: r.results.snapshot(reg.Name),
+		outranks: r.results.outrankedBy(reg.Name)}
 	if err := validateSpec(reg); err != nil {
 		in.specError = err
 		return in, nil

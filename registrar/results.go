@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -15,8 +16,13 @@ type clusterResult struct {
 	Registered bool
 	// Failing: something the operator must look at (waiting for a control plane is not failing).
 	Failing        bool
-	TokenExpiresAt time.Time
-	renewAt        time.Time
+	// Insecure: registered without TLS verification; Unverified: with an exec credential the controller
+	// could not check.
+	Insecure, Unverified bool
+	TokenExpiresAt       time.Time
+	renewAt              time.Time
+	// ConflictWith is the Registration that won this Cluster from this one (Reason Conflict).
+	ConflictWith string
 	// attempts counts consecutive failures, for backoff.
 	attempts int
 }
@@ -82,6 +88,23 @@ func (r *results) registrationsOf(cluster types.NamespacedName) []string {
 			out = append(out, reg)
 		}
 	}
+	return out
+}
+
+// outrankedBy lists, sorted, the Registrations holding a result that lost a Cluster to winner.
+func (r *results) outrankedBy(winner string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for reg, m := range r.byReg {
+		for _, res := range m {
+			if res.ConflictWith == winner {
+				out = append(out, reg)
+				break
+			}
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 

@@ -14,12 +14,17 @@ import (
 // selection is what the Registrations ask of one Cluster. What an unlisted Registration wrote for the
 // cluster is removed.
 type selection struct {
-	// active registrations register the cluster, sorted by name.
+	// active registrations register the cluster, in the order they were created.
 	active []*fleetv1.Registration
 	// frozen registrations select the cluster but are suspended: what they wrote stays as it is.
 	frozen map[string]bool
-	// conflicts maps a selecting Registration that lost a conflict to the reason's message.
-	conflicts map[string]string
+	// conflicts maps a selecting Registration that lost a conflict to the winner and the reason's message.
+	conflicts map[string]registrationConflict
+}
+
+// registrationConflict is why one Registration does not register a Cluster another one does.
+type registrationConflict struct {
+	winner, message string
 }
 
 // selects says whether a Registration selects a Cluster whose namespace has nsLabels.
@@ -60,8 +65,8 @@ func selectorOrEverything(s *metav1.LabelSelector) (labels.Selector, error) {
 }
 
 // selectFor decides which Registrations register a Cluster. Two Registrations that would write the same
-// Argo CD namespace, or mint through the same workload ServiceAccount, conflict: the one whose name sorts
-// first wins, deterministically, and the other is reported. Deleted and invalid Registrations are not
+// Argo CD namespace, or mint through the same workload ServiceAccount, conflict: first come, first
+// served, the one created first (then the one whose name sorts first) wins, and the other is reported. Deleted and invalid Registrations are not
 // active; suspended ones still claim their namespace and ServiceAccount, so nothing else duplicates the
 // secrets they keep.
 func selectFor(cluster *clusterv1.Cluster, nsLabels map[string]string, regs []fleetv1.Registration) selection {
@@ -69,9 +74,15 @@ func selectFor(cluster *clusterv1.Cluster, nsLabels map[string]string, regs []fl
 	for i := range regs {
 		sorted = append(sorted, &regs[i])
 	}
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	sort.Slice(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+			return a.CreationTimestamp.Before(&b.CreationTimestamp)
+		}
+		return a.Name < b.Name
+	})
 
-	out := selection{conflicts: map[string]string{}, frozen: map[string]bool{}}
+	out := selection{conflicts: map[string]registrationConflict{}, frozen: map[string]bool{}}
 	argoOwner := map[string]string{}           // argocd namespace -> registration
 	serviceAccountOwner := map[string]string{} // workload SA namespace/name -> registration
 	for _, reg := range sorted {
@@ -85,14 +96,14 @@ func selectFor(cluster *clusterv1.Cluster, nsLabels map[string]string, regs []fl
 		if reg.Spec.ArgoCD != nil {
 			ns := argoNamespace(reg)
 			if winner, taken := argoOwner[ns]; taken {
-				out.conflicts[reg.Name] = fmt.Sprintf("Registration %s already registers this cluster in Argo CD namespace %s", winner, ns)
+				out.conflicts[reg.Name] = registrationConflict{winner, fmt.Sprintf("Registration %s already registers this cluster in Argo CD namespace %s", winner, ns)}
 				continue
 			}
 		}
 		if credentialsMode(reg) == fleetv1.CredentialsServiceAccountToken {
 			sa := serviceAccountKey(reg)
 			if winner, taken := serviceAccountOwner[sa]; taken {
-				out.conflicts[reg.Name] = fmt.Sprintf("Registration %s already uses workload ServiceAccount %s; set spec.credentials.serviceAccount.name", winner, sa)
+				out.conflicts[reg.Name] = registrationConflict{winner, fmt.Sprintf("Registration %s already uses workload ServiceAccount %s; set spec.credentials.serviceAccount.name", winner, sa)}
 				continue
 			}
 			serviceAccountOwner[sa] = reg.Name

@@ -3,6 +3,7 @@ package registrar
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -56,6 +57,15 @@ type Options struct {
 	WrapWorkloadTransport func(http.RoundTripper) http.RoundTripper
 	// Namespaces confines what the controller watches and writes; the zero value means everywhere.
 	Namespaces Namespaces
+	// AllowedExecCommands is the ceiling of spec.credentials.allowedExecCommands: the exec credential
+	// plugins a Registration may let through (Argo CD's image must carry them).
+	AllowedExecCommands []string
+	// DeniedCIDRs are the addresses no workload API server may have; nil means link-local only.
+	DeniedCIDRs []netip.Prefix
+	// ReconcileTimeout bounds one reconcile of one Cluster.
+	ReconcileTimeout time.Duration
+	// MaxResponseBytes caps every response body read from a workload API server.
+	MaxResponseBytes int64
 }
 
 // Namespaces confine the controller to the namespaces its RBAC covers, so it can run without
@@ -91,7 +101,8 @@ type Registrar struct {
 
 // DefaultOptions are the defaults the binary's flags start from.
 func DefaultOptions() Options {
-	return Options{Resync: 10 * time.Minute, ProbeTimeout: 10 * time.Second, WorkloadQPS: 20, WorkloadBurst: 40, Workers: 8}
+	return Options{Resync: 10 * time.Minute, ProbeTimeout: 10 * time.Second, WorkloadQPS: 20, WorkloadBurst: 40, Workers: 8,
+		ReconcileTimeout: time.Minute, MaxResponseBytes: 4 << 20}
 }
 
 // CacheByObject restricts the manager's Secret informer to Secrets fleetbridge owns, in the namespaces
@@ -168,7 +179,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 
 	clusters := &ClusterReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Now: opts.Now, Resync: opts.Resync,
-		Namespaces: opts.Namespaces, conns: conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
+		Namespaces: opts.Namespaces, AllowedExecCommands: opts.AllowedExecCommands, DeniedCIDRs: opts.DeniedCIDRs,
+		ReconcileTimeout: opts.ReconcileTimeout,
+		conns: conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
+		writer: newSecretWriter(mgr.GetClient(), mgr.GetAPIReader(), opts.Now), tokens: newTokenSource(opts.Now),
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
@@ -229,8 +243,8 @@ func debounced(delay time.Duration) handler.EventHandler {
 // reconciled, and probed, every Cluster twice.
 func notOwnWrite(r *ClusterReconciler) predicate.Predicate {
 	return predicate.Funcs{
-		CreateFunc: func(e event.CreateEvent) bool { return !r.isOwnWrite(e.Object) },
-		UpdateFunc: func(e event.UpdateEvent) bool { return !r.isOwnWrite(e.ObjectNew) },
+		CreateFunc: func(e event.CreateEvent) bool { return !r.writer.isOwnWrite(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool { return !r.writer.isOwnWrite(e.ObjectNew) },
 	}
 }
 

@@ -3,6 +3,7 @@ package registrar
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +19,8 @@ type statusInput struct {
 	specError  error
 	selected   []types.NamespacedName
 	results    map[types.NamespacedName]clusterResult
+	// outranks are the Registrations that lost a conflict to this one, sorted.
+	outranks []string
 }
 
 // computeStatus summarises per-cluster results into counts, a bounded failure list and the Ready
@@ -38,6 +41,12 @@ func computeStatus(prev fleetv1.RegistrationStatus, in statusInput) (fleetv1.Reg
 		switch {
 		case res.Registered:
 			out.Registered++
+			if res.Insecure {
+				out.Insecure++
+			}
+			if res.Unverified {
+				out.Unverified++
+			}
 		case res.Failing:
 			out.Failing++
 			failures = append(failures, fleetv1.ClusterFailure{Namespace: key.Namespace, Name: key.Name, Reason: res.Reason, Message: res.Message})
@@ -78,6 +87,29 @@ func computeStatus(prev fleetv1.RegistrationStatus, in statusInput) (fleetv1.Reg
 		cond.Status, cond.Reason = metav1.ConditionTrue, fleetv1.ReasonRegistered
 		cond.Message = fmt.Sprintf("%d clusters registered", out.Registered)
 	}
+	if len(in.outranks) > 0 {
+		out.Conflicts = in.outranks
+		if len(out.Conflicts) > fleetv1.MaxReportedFailures {
+			out.Conflicts = out.Conflicts[:fleetv1.MaxReportedFailures]
+		}
+	}
+	cond.Message += qualifiers(out)
 	meta.SetStatusCondition(&out.Conditions, cond)
 	return out, complete
+}
+
+// qualifiers is what the Ready message adds about clusters registered with less than full assurance and
+// about Registrations this one outranks.
+func qualifiers(s fleetv1.RegistrationStatus) string {
+	var out string
+	if s.Insecure > 0 {
+		out += fmt.Sprintf("; %d without TLS verification (spec.credentials.allowInsecure)", s.Insecure)
+	}
+	if s.Unverified > 0 {
+		out += fmt.Sprintf("; %d with an exec credential the controller could not verify", s.Unverified)
+	}
+	if len(s.Conflicts) > 0 {
+		out += fmt.Sprintf("; it keeps clusters that Registration %s also selects (they report Conflict)", strings.Join(s.Conflicts, ", "))
+	}
+	return out
 }

@@ -23,9 +23,11 @@ import (
 type reasonError struct {
 	reason string
 	msg    string
+	cause  error
 }
 
 func (e *reasonError) Error() string { return e.msg }
+func (e *reasonError) Unwrap() error { return e.cause }
 
 func failure(reason, format string, args ...any) error {
 	return &reasonError{reason: reason, msg: fmt.Sprintf(format, args...)}

@@ -44,4 +44,15 @@ const (
 	ReasonMatched = "Matched"
 	// ReasonDeregistered: the cluster's secrets and workload-side credentials were removed.
 	ReasonDeregistered = "Deregistered"
+	// ReasonExecNotAllowed: the CAPI kubeconfig uses an exec plugin that is not in both the controller's
+	// --allowed-exec-commands and the Registration's spec.credentials.allowedExecCommands.
+	ReasonExecNotAllowed = "ExecNotAllowed"
+	// ReasonInsecureTransport: the CAPI kubeconfig turns TLS verification off or names an http:// server,
+	// and the Registration does not set spec.credentials.allowInsecure.
+	ReasonInsecureTransport = "InsecureTransport"
+	// ReasonDeniedAddress: the workload API server's address is in the controller's --denied-cidrs
+	// (link-local by default, where cloud metadata services answer).
+	ReasonDeniedAddress = "DeniedAddress"
+	// ReasonRepaired: an output someone else changed or deleted was written back as fleetbridge last wrote it.
+	ReasonRepaired = "Repaired"
 )

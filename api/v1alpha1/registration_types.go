@@ -81,8 +81,10 @@ type ArgoCDTarget struct {
 
 	// NameTemplate renders the cluster's Argo CD name (what Applications use in destination.name).
 	// It is a Go template over .Namespace and .Name of the CAPI Cluster, and the result must be unique.
+	// The default, "<namespace>.<name>", cannot collide: namespaces contain no dots. A name another
+	// cluster Secret already holds stays with it (first come, first served); the newcomer gets Conflict.
 	// +optional
-	// +kubebuilder:default="{{ .Namespace }}-{{ .Name }}"
+	// +kubebuilder:default="{{ .Namespace }}.{{ .Name }}"
 	// +kubebuilder:validation:MinLength=1
 	NameTemplate string `json:"nameTemplate,omitempty"`
 
@@ -111,8 +113,9 @@ type FluxTarget struct {
 
 	// SecretNameTemplate renders the Secret's name, a Go template over .Namespace and .Name of the CAPI Cluster.
 	// Kustomizations refer to it with spec.kubeConfig.secretRef (meta.KubeConfigReference), key "value".
+	// The default, "<namespace>.<name>.kubeconfig", names each Cluster's Secret apart: namespaces contain no dots.
 	// +optional
-	// +kubebuilder:default="{{ .Name }}-fleetbridge-kubeconfig"
+	// +kubebuilder:default="{{ .Namespace }}.{{ .Name }}.kubeconfig"
 	// +kubebuilder:validation:MinLength=1
 	SecretNameTemplate string `json:"secretNameTemplate,omitempty"`
 }
@@ -141,6 +144,21 @@ type Credentials struct {
 	// +optional
 	// +kubebuilder:default=cluster-admin
 	ClusterRole string `json:"clusterRole,omitempty"`
+
+	// AllowInsecure registers clusters whose CAPI kubeconfig turns TLS verification off
+	// (insecure-skip-tls-verify) or names an http:// server. Without it they fail with InsecureTransport;
+	// with it, status and the Cluster's Event say that verification is off.
+	// +optional
+	AllowInsecure bool `json:"allowInsecure,omitempty"`
+
+	// AllowedExecCommands lists the exec credential plugins (by command name, such as argocd-k8s-auth)
+	// that a CAPI kubeconfig may use, within the controller's --allowed-exec-commands. In Kubeconfig
+	// mode such a plugin is forwarded to Argo CD, which runs it; the controller cannot verify that
+	// credential itself. Any other exec plugin fails with ExecNotAllowed, in both modes.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	AllowedExecCommands []string `json:"allowedExecCommands,omitempty"`
 }
 
 // ServiceAccountReference names a ServiceAccount on a workload cluster.
@@ -180,6 +198,22 @@ type RegistrationStatus struct {
 	// Failing counts the selected Clusters that could not be registered or refreshed.
 	// +optional
 	Failing int32 `json:"failing"`
+
+	// Insecure counts the registered Clusters reached without TLS verification (spec.credentials.allowInsecure).
+	// +optional
+	Insecure int32 `json:"insecure,omitempty"`
+
+	// Unverified counts the registered Clusters whose credential is an allowlisted exec plugin that
+	// Argo CD runs: the controller could not verify it itself.
+	// +optional
+	Unverified int32 `json:"unverified,omitempty"`
+
+	// Conflicts lists, up to 20 and sorted, the Registrations that select some of this Registration's
+	// Clusters for the same Argo CD namespace or workload ServiceAccount. This one came first and keeps
+	// them; they report Conflict for those Clusters.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	Conflicts []string `json:"conflicts,omitempty"`
 
 	// Failures lists up to 20 failing Clusters, sorted by namespace and name.
 	// +optional

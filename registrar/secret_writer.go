@@ -1,0 +1,284 @@
+package registrar
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/owned"
+)
+
+// secretWriter owns every write fleetbridge makes to a Secret on the management cluster: it applies a
+// desired Secret unless the cache shows it current, creates without ever taking over someone else's
+// Secret, repairs drift, and deletes. It remembers each write, so the watch event the write causes and a
+// cache still behind it cost no second write, while a Secret changed or deleted after the cache showed
+// the write is written back.
+type secretWriter struct {
+	client client.Client
+	// reader reads a Secret's live metadata when a create finds one the cache did not show.
+	reader client.Reader
+	now    func() time.Time
+
+	mu       sync.Mutex
+	last     map[types.NamespacedName]writeRecord
+	inFlight map[types.NamespacedName]string // hash of the apply configuration being sent
+	// observed is the version of a Secret whose watch event matched the write in flight.
+	observed map[types.NamespacedName]string
+}
+
+// writeRecord is the last write to one Secret.
+type writeRecord struct {
+	hash     string    // of the apply configuration sent
+	replaced string    // resourceVersion the write replaced ("" when it created the Secret)
+	written  string    // resourceVersion the write produced
+	uid      types.UID // of the Secret written
+	at       time.Time
+	// seen: the cache has shown the written version since, so a cache without it is not lagging.
+	seen bool
+}
+
+// cacheLag bounds how long a cache that still shows what a write replaced is taken to be behind it; past
+// that, the Secret is written again (its events may have been lost across a relist).
+const cacheLag = 10 * time.Second
+
+// writeOutcome says what a write did.
+type writeOutcome string
+
+const (
+	writeUnchanged writeOutcome = ""
+	writeCreated   writeOutcome = "create"
+	writeUpdated   writeOutcome = "update"
+	// writeRepaired: the Secret drifted from what fleetbridge last wrote, and was written back.
+	writeRepaired writeOutcome = "repair"
+)
+
+func newSecretWriter(c client.Client, reader client.Reader, now func() time.Time) *secretWriter {
+	return &secretWriter{client: c, reader: reader, now: now,
+		last: map[types.NamespacedName]writeRecord{}, inFlight: map[types.NamespacedName]string{}, observed: map[types.NamespacedName]string{}}
+}
+
+// applyConfigOf is the server-side apply configuration of a Secret's labels, annotations, type and data:
+// what fleetbridge sends for a desired Secret, and what an observed Secret holds in the same shape.
+func applyConfigOf(s *corev1.Secret) *corev1ac.SecretApplyConfiguration {
+	ac := corev1ac.Secret(s.Name, s.Namespace).WithLabels(s.Labels).WithData(s.Data)
+	typ := s.Type
+	if typ == "" {
+		typ = corev1.SecretTypeOpaque
+	}
+	ac = ac.WithType(typ)
+	if len(s.Annotations) > 0 {
+		ac = ac.WithAnnotations(s.Annotations)
+	}
+	return ac
+}
+
+// hashOf digests an apply configuration (encoding/json sorts map keys, so equal content hashes equal).
+func hashOf(ac *corev1ac.SecretApplyConfiguration) string {
+	raw, err := json.Marshal(ac)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// owner identifies whose Secret a write is for; a Secret fleetbridge owns for anyone else is refused.
+type owner struct {
+	registration string
+	cluster      types.NamespacedName
+}
+
+// write makes the Secret hold desired. existing is the cache's copy (nil when the cache has none).
+func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *corev1.Secret) (writeOutcome, error) {
+	key := client.ObjectKeyFromObject(desired)
+	ac := applyConfigOf(desired)
+	hash := hashOf(ac)
+
+	w.mu.Lock()
+	rec := w.last[key]
+	if existing != nil && rec.written != "" && existing.ResourceVersion == rec.written {
+		rec.seen = true
+		w.last[key] = rec
+	}
+	w.mu.Unlock()
+	if existing != nil {
+		if err := ownedFor(o, existing); err != nil {
+			return writeUnchanged, err
+		}
+	}
+	if secretUpToDate(existing, desired) {
+		return writeUnchanged, nil
+	}
+	seenVersion := ""
+	if existing != nil {
+		seenVersion = existing.ResourceVersion
+	}
+	if rec.hash == hash && !rec.seen && rec.replaced == seenVersion && w.now().Sub(rec.at) < cacheLag {
+		// The cache still shows what the last identical write replaced.
+		return writeUnchanged, nil
+	}
+	// Someone else changed or deleted what this controller last wrote: the write repairs it.
+	drifted := rec.hash == hash && (existing != nil && existing.ResourceVersion != rec.written && existing.ResourceVersion != rec.replaced ||
+		existing == nil && (rec.seen || w.now().Sub(rec.at) >= cacheLag))
+	outcome := writeUpdated
+	switch {
+	case drifted:
+		outcome = writeRepaired
+	case existing == nil:
+		outcome = writeCreated
+	}
+	create := existing == nil
+	if create && rec.uid != "" {
+		// This controller wrote the Secret, and the cache no longer shows it: deleted, or its labels
+		// stripped (which takes it out of the cache). One read tells which, so the repair is one write.
+		live, err := w.liveOwned(ctx, o, key, rec.uid)
+		switch {
+		case err == nil:
+			create, seenVersion = false, live.ResourceVersion
+		case !apierrors.IsNotFound(err):
+			return writeUnchanged, err
+		}
+	}
+
+	// The watch event of this write may reach isOwnWrite before the apply returns.
+	w.mu.Lock()
+	w.inFlight[key] = hash
+	delete(w.observed, key)
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.inFlight, key)
+		delete(w.observed, key)
+		w.mu.Unlock()
+	}()
+	written, uid, err := w.apply(ctx, ac, create)
+	if create && apierrors.IsConflict(err) {
+		live, ownErr := w.liveOwned(ctx, o, key, rec.uid)
+		if ownErr != nil {
+			return writeUnchanged, ownErr
+		}
+		seenVersion = live.ResourceVersion
+		if outcome == writeCreated {
+			outcome = writeUpdated
+		}
+		written, uid, err = w.apply(ctx, applyConfigOf(desired), false)
+	}
+	if err != nil {
+		return writeUnchanged, failure(fleetv1.ReasonWriteFailed, "write Secret %s/%s: %s", desired.Namespace, desired.Name, apiReason(err))
+	}
+	w.mu.Lock()
+	w.last[key] = writeRecord{hash: hash, replaced: seenVersion, written: written, uid: uid, at: w.now(),
+		seen: w.observed[key] == written}
+	w.mu.Unlock()
+	secretWrites.WithLabelValues(desired.Labels[owned.LabelOutput], string(outcome)).Inc()
+	return outcome, nil
+}
+
+// apply server-side applies exactly the fields of ac as fleetbridge's field manager, taking them back
+// from anyone who changed them and dropping the ones fleetbridge no longer wants. With create it only
+// creates the Secret (a Conflict error if it exists).
+func (w *secretWriter) apply(ctx context.Context, ac *corev1ac.SecretApplyConfiguration, create bool) (string, types.UID, error) {
+	if create {
+		ac = ac.WithResourceVersion(mustNotExist)
+	}
+	if err := w.client.Apply(ctx, ac, client.FieldOwner(owned.FieldManager), client.ForceOwnership); err != nil {
+		return "", "", err
+	}
+	return ptr.Deref(ac.ResourceVersion, ""), ptr.Deref(ac.UID, ""), nil
+}
+
+// liveOwned reads the live metadata of a Secret a create found, and returns it when it is fleetbridge's
+// for this owner: its ownership labels say so, or its labels were stripped but it is the very Secret
+// fleetbridge wrote (its UID), or fleetbridge's field manager applied its data. Anyone else's Secret is a
+// Conflict.
+func (w *secretWriter) liveOwned(ctx context.Context, o owner, key types.NamespacedName, wroteUID types.UID) (*metav1.PartialObjectMetadata, error) {
+	live := newPartialSecret()
+	if err := w.reader.Get(ctx, key, live); err != nil {
+		return nil, &reasonError{reason: fleetv1.ReasonWriteFailed, msg: fmt.Sprintf("read Secret %s/%s: %s", key.Namespace, key.Name, apiReason(err)), cause: err}
+	}
+	if owned.IsOwned(live.Labels) {
+		return live, ownedFor(o, live)
+	}
+	if (wroteUID != "" && live.UID == wroteUID) || appliedByFleetbridge(live) {
+		return live, nil
+	}
+	return nil, failure(fleetv1.ReasonConflict, "Secret %s/%s exists and is not managed by fleetbridge", key.Namespace, key.Name)
+}
+
+// appliedByFleetbridge says whether fleetbridge's field manager applied a Secret's data.
+func appliedByFleetbridge(obj metav1.Object) bool {
+	return len(appliedFields(obj).data) > 0
+}
+
+// ownedFor refuses a Secret that is not fleetbridge's for this owner. The message names only the
+// reader's own objects: never the other Cluster or Registration a Secret was written for.
+func ownedFor(o owner, s metav1.Object) error {
+	l := s.GetLabels()
+	if !owned.IsOwned(l) {
+		return failure(fleetv1.ReasonConflict, "Secret %s/%s exists and is not managed by fleetbridge", s.GetNamespace(), s.GetName())
+	}
+	if l[owned.LabelRegistration] != o.registration || l[owned.LabelClusterNamespace] != o.cluster.Namespace || l[owned.LabelClusterName] != o.cluster.Name {
+		return failure(fleetv1.ReasonConflict, "Secret %s/%s is managed by fleetbridge for another cluster or Registration", s.GetNamespace(), s.GetName())
+	}
+	return nil
+}
+
+// delete removes an owned Secret (only the version it was given: a UID precondition) and forgets it.
+func (w *secretWriter) delete(ctx context.Context, s *corev1.Secret) error {
+	if !owned.IsOwned(s.Labels) {
+		return fmt.Errorf("refusing to delete Secret %s/%s: not managed by fleetbridge", s.Namespace, s.Name)
+	}
+	w.forget(client.ObjectKeyFromObject(s))
+	err := w.client.Delete(ctx, s, client.Preconditions{UID: &s.UID})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete Secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	if err == nil {
+		secretWrites.WithLabelValues(s.Labels[owned.LabelOutput], "delete").Inc()
+	}
+	return nil
+}
+
+func (w *secretWriter) forget(key types.NamespacedName) {
+	w.mu.Lock()
+	delete(w.last, key)
+	w.mu.Unlock()
+}
+
+// isOwnWrite says whether an observed Secret is the version the last write produced, or holds exactly
+// what the write in flight applies: its watch event needs no reconcile, since the reconcile that wrote
+// it already made it current. Seeing the written version also marks the cache caught up.
+func (w *secretWriter) isOwnWrite(obj client.Object) bool {
+	key := client.ObjectKeyFromObject(obj)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rec, ok := w.last[key]
+	if ok && rec.written != "" && rec.written == obj.GetResourceVersion() {
+		rec.seen = true
+		w.last[key] = rec
+		return true
+	}
+	inFlight, writing := w.inFlight[key]
+	s, isSecret := obj.(*corev1.Secret)
+	if !writing || !isSecret {
+		return false
+	}
+	if hashOf(applyConfigOf(s)) != inFlight {
+		return false
+	}
+	w.observed[key] = obj.GetResourceVersion()
+	return true
+}
