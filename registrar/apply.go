@@ -101,4 +101,3 @@ func containsStrings(have, want map[string]string) bool {
 // is none. No object carries "1" (etcd's first write is revision 2), so the apply creates the Secret or
 // fails with a Conflict: a hand-made Secret of the same name is never taken over, without a read first.
 const mustNotExist = "1"
-

@@ -3,8 +3,8 @@ package registrar
 import (
 	"context"
 	"errors"
-	"sort"
 	"net/netip"
+	"sort"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"

@@ -15,7 +15,7 @@ type clusterResult struct {
 	// Registered: every output is written and current.
 	Registered bool
 	// Failing: something the operator must look at (waiting for a control plane is not failing).
-	Failing        bool
+	Failing bool
 	// Insecure: registered without TLS verification; Unverified: with an exec credential the controller
 	// could not check.
 	Insecure, Unverified bool

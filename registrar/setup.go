@@ -181,7 +181,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Now: opts.Now, Resync: opts.Resync,
 		Namespaces: opts.Namespaces, AllowedExecCommands: opts.AllowedExecCommands, DeniedCIDRs: opts.DeniedCIDRs,
 		ReconcileTimeout: opts.ReconcileTimeout,
-		conns: conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
+		conns:            conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
 		writer: newSecretWriter(mgr.GetClient(), mgr.GetAPIReader(), opts.Now), tokens: newTokenSource(opts.Now),
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
