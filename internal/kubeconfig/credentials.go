@@ -74,15 +74,15 @@ func Parse(data []byte) (*Credentials, error) {
 	}
 	kctx, ok := cfg.Contexts[contextName]
 	if !ok || kctx == nil {
-		return nil, invalid("kubeconfig context %q does not exist", contextName)
+		return nil, invalid("kubeconfig context %q does not exist", bounded(contextName, maxQuotedName))
 	}
 	cluster, ok := cfg.Clusters[kctx.Cluster]
 	if !ok || cluster == nil {
-		return nil, invalid("kubeconfig context %q names cluster %q, which does not exist", contextName, kctx.Cluster)
+		return nil, invalid("kubeconfig context %q names cluster %q, which does not exist", bounded(contextName, maxQuotedName), bounded(kctx.Cluster, maxQuotedName))
 	}
 	user, ok := cfg.AuthInfos[kctx.AuthInfo]
 	if !ok || user == nil {
-		return nil, invalid("kubeconfig context %q names user %q, which does not exist", contextName, kctx.AuthInfo)
+		return nil, invalid("kubeconfig context %q names user %q, which does not exist", bounded(contextName, maxQuotedName), bounded(kctx.AuthInfo, maxQuotedName))
 	}
 	creds := &Credentials{}
 	if err := creds.readCluster(cluster); err != nil {
@@ -124,7 +124,7 @@ func (c *Credentials) readUser(user *clientcmdapi.AuthInfo) error {
 	case user.TokenFile != "":
 		return invalid("kubeconfig refers to a file (tokenFile); only an embedded token is supported")
 	case user.AuthProvider != nil:
-		return invalid("kubeconfig uses the removed auth-provider %q; use an exec plugin or an embedded credential", user.AuthProvider.Name)
+		return invalid("kubeconfig uses the removed auth-provider %q; use an exec plugin or an embedded credential", bounded(user.AuthProvider.Name, maxQuotedName))
 	case user.Impersonate != "" || len(user.ImpersonateGroups) > 0 || user.ImpersonateUID != "":
 		return invalid("kubeconfig impersonation (as, as-groups, as-uid) is not supported")
 	case (len(user.ClientCertificateData) > 0) != (len(user.ClientKeyData) > 0):
@@ -216,12 +216,17 @@ func hasPEMBlock(data []byte, blockType string) bool {
 	}
 }
 
-// maxQuotedURL bounds the server URL a message quotes.
-const maxQuotedURL = 128
+// maxQuotedName and maxQuotedURL bound the names and the server URL a message quotes: the kubeconfig
+// comes from a Secret anyone with Secret write in the namespace can author, and the message goes to a
+// status and an Event.
+const (
+	maxQuotedName = 64
+	maxQuotedURL  = 128
+)
 
 // redactURL drops everything before a URL's last "@", so an error message never carries a password from
-// it: url.URL.Redacted keeps the password of a URL without "//" ("admin:pw@10.0.0.1:6443" parses as
-// scheme "admin"), which is the malformed URL these messages quote.
+// it. url.URL.Redacted would not do: it keeps the password of a URL without "//"
+// ("admin:pw@10.0.0.1:6443" parses as scheme "admin"), and only malformed URLs are quoted.
 func redactURL(raw string) string {
 	if at := strings.LastIndex(raw, "@"); at >= 0 {
 		scheme := ""

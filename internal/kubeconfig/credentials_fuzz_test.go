@@ -22,6 +22,9 @@ const (
 	seedArgSecret = "fuzz-seed-arg-secret-4a6c8e0f"
 )
 
+// maxMessageLen bounds an error message, which goes to a status and an Event, whatever the input.
+const maxMessageLen = 1024
+
 // minSecretLen is the shortest credential value the leak check looks for: shorter values also occur by
 // chance in the messages' own words and in names the messages quote.
 const minSecretLen = 8
@@ -98,6 +101,9 @@ var unparsable = regexp.MustCompile(`^kubeconfig (is empty|cannot be parsed( \(l
 func checkNoCredentials(t *testing.T, data []byte, stage string, err error) {
 	t.Helper()
 	msg := err.Error()
+	if len(msg) > maxMessageLen {
+		t.Fatalf("%s error is %d bytes long, want at most %d: %.200q...", stage, len(msg), maxMessageLen, msg)
+	}
 	cfg, loadErr := clientcmd.Load(data)
 	if loadErr != nil {
 		if !unparsable.MatchString(msg) {

@@ -165,3 +165,20 @@ func TestParse(t *testing.T) {
 		})
 	}
 }
+
+func TestParseBoundsQuotedValues(t *testing.T) {
+	long := strings.Repeat("n", 10000)
+	for name, in := range map[string]string{
+		"context":       kubeconfigYAML("a", long, "    server: https://10.0.0.1", "    token: "+secretToken),
+		"auth-provider": kubeconfigYAML("a", "a", "    server: https://10.0.0.1", "    auth-provider: {name: "+long+"}"),
+		"server":        kubeconfigYAML("a", "a", "    server: "+long, "    token: "+secretToken),
+	} {
+		_, err := Parse([]byte(in))
+		if err == nil {
+			t.Fatalf("%s: Parse succeeded", name)
+		}
+		if len(err.Error()) > 300 || !strings.Contains(err.Error(), `..."`) {
+			t.Errorf("%s: the error quotes %d bytes unbounded: %.100q", name, len(err.Error()), err)
+		}
+	}
+}

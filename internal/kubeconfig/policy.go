@@ -45,10 +45,6 @@ const (
 	ReasonDeniedAddress     = "DeniedAddress"
 )
 
-// maxQuotedCommand bounds the command name a message quotes: the name comes from a Secret anyone with
-// Secret write in the namespace can author.
-const maxQuotedCommand = 64
-
 // Check refuses credentials the policy does not allow: an exec plugin whose command is not allowed, TLS
 // verification turned off, or a server (or proxy) whose host is an IP literal in a denied CIDR.
 // Hostnames are not resolved here; the dialer checks the addresses they resolve to.
@@ -56,7 +52,7 @@ func (c *Credentials) Check(p Policy) error {
 	if c.Exec != nil && !p.execAllowed(c.Exec.Command) {
 		return &PolicyError{Reason: ReasonExecNotAllowed, Message: fmt.Sprintf(
 			"kubeconfig exec plugin %q is not allowed; the platform team allows a command with the --allowed-exec-commands flag or the Registration's spec.credentials.allowedExecCommands",
-			bounded(path.Base(c.Exec.Command), maxQuotedCommand))}
+			bounded(path.Base(c.Exec.Command), maxQuotedName))}
 	}
 	if !p.AllowInsecure {
 		if c.Insecure {
