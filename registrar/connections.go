@@ -2,8 +2,11 @@ package registrar
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/discovery"
 	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -23,6 +27,7 @@ import (
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/kubeconfig"
+	"github.com/fleetbridge/fleetbridge/internal/workloadhttp"
 )
 
 // endpoint is what the controller knows about reaching one workload cluster, built from one version of
@@ -129,6 +134,9 @@ type connections struct {
 	qps     float32
 	burst   int
 	wrap    func(http.RoundTripper) http.RoundTripper
+	// denied are the addresses no workload API server may have; maxResponseBytes caps each response.
+	denied           []netip.Prefix
+	maxResponseBytes int64
 
 	mu sync.Mutex
 	m  map[types.NamespacedName]*endpoint
@@ -226,6 +234,14 @@ func (c *connections) prepare(cfg *rest.Config) *rest.Config {
 		cfg.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(c.qps, c.burst)
 	}
 	cfg.UserAgent = "fleetbridge"
+	// A workload API server is a network peer: its address is checked as it is dialled, and what it
+	// sends is capped.
+	cfg.Dial = workloadhttp.DialContext(c.denied, c.timeout)
+	maxBytes := c.maxResponseBytes
+	if maxBytes <= 0 {
+		maxBytes = workloadhttp.DefaultMaxResponseBytes
+	}
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return workloadhttp.LimitResponses(rt, maxBytes) })
 	cfg.NextProtos = []string{"http/1.1"}
 	if cfg.Proxy == nil {
 		// What client-go uses when no proxy is set; a Proxy function also keeps the transport out of the cache.
@@ -250,10 +266,11 @@ func caUnlessInsecure(c *kubeconfig.Credentials) []byte {
 	return c.CAData
 }
 
-// probe asks the workload API server for /version. Without usable credentials it asks anonymously, and a
-// 401 or 403 still proves the server is up (its version is then unknown).
+// probe asks the workload API server for /version, within the reconcile's deadline. Only a cluster
+// whose credential is an allowlisted exec plugin (which the controller does not run) is asked
+// anonymously, where a 401 or 403 still shows the server is up (its version is then unknown).
 func (conn *connection) probe(ctx context.Context) (clusterFacts, error) {
-	info, err := conn.client.Discovery().ServerVersion()
+	body, err := conn.client.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
 	if err != nil {
 		if conn.kube == nil && (apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err)) {
 			return clusterFacts{}, nil
@@ -261,9 +278,26 @@ func (conn *connection) probe(ctx context.Context) (clusterFacts, error) {
 		if apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) {
 			return clusterFacts{}, failure(fleetv1.ReasonAccessDenied, "the workload API server %s refused the CAPI credentials for /version", conn.creds.Server)
 		}
-		return clusterFacts{}, failure(fleetv1.ReasonClusterUnreachable, "the workload API server %s did not answer /version: %s", conn.creds.Server, shortError(err))
+		return clusterFacts{}, unreachable(conn.creds.Server, "/version", err)
+	}
+	var info version.Info
+	if err := json.Unmarshal(body, &info); err != nil {
+		return clusterFacts{}, failure(fleetv1.ReasonClusterUnreachable, "the workload API server %s answered /version with something that is not a version", conn.creds.Server)
 	}
 	return clusterFacts{KubernetesVersion: info.GitVersion}, nil
+}
+
+// unreachable classifies a failed call to a workload API server: a denied address, a response over the
+// cap, or anything else that kept it from answering.
+func unreachable(server, what string, err error) error {
+	var denied *workloadhttp.DeniedAddressError
+	switch {
+	case errors.As(err, &denied):
+		return failure(fleetv1.ReasonDeniedAddress, "the workload API server %s resolves to a denied address (%s)", server, denied.Address)
+	case errors.Is(err, workloadhttp.ErrResponseTooLarge):
+		return failure(fleetv1.ReasonClusterUnreachable, "the workload API server %s: the response to %s was too large (over the controller's cap)", server, what)
+	}
+	return failure(fleetv1.ReasonClusterUnreachable, "the workload API server %s did not answer %s: %s", server, what, shortError(err))
 }
 
 // shortError keeps an error message to one bounded line for status and Events.

@@ -172,7 +172,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	}
 
 	conns := &connections{reader: mgr.GetAPIReader(), meta: capiSecrets, timeout: opts.ProbeTimeout,
-		qps: opts.WorkloadQPS, burst: opts.WorkloadBurst, wrap: opts.WrapWorkloadTransport, m: map[types.NamespacedName]*endpoint{}}
+		qps: opts.WorkloadQPS, burst: opts.WorkloadBurst, wrap: opts.WrapWorkloadTransport, m: map[types.NamespacedName]*endpoint{},
+		denied: opts.DeniedCIDRs, maxResponseBytes: opts.MaxResponseBytes}
 	res := newResults()
 	wakeups := make(chan event.GenericEvent, 1024)
 	recorder := mgr.GetEventRecorder("fleetbridge-registrar")

@@ -16,6 +16,7 @@ import (
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
+	"github.com/fleetbridge/fleetbridge/internal/workloadhttp"
 )
 
 // reasonError is a failure with the condition and Event reason it is reported under. Messages never
@@ -29,6 +30,11 @@ type reasonError struct {
 func (e *reasonError) Error() string { return e.msg }
 func (e *reasonError) Unwrap() error { return e.cause }
 
+func isDeniedAddress(err error) bool {
+	var denied *workloadhttp.DeniedAddressError
+	return errors.As(err, &denied)
+}
+
 func failure(reason, format string, args ...any) error {
 	return &reasonError{reason: reason, msg: fmt.Sprintf(format, args...)}
 }
@@ -41,6 +47,10 @@ func reasonOf(err error, fallback string) string {
 		return re.reason
 	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err):
 		return fleetv1.ReasonAccessDenied
+	case isDeniedAddress(err):
+		return fleetv1.ReasonDeniedAddress
+	case errors.Is(err, workloadhttp.ErrResponseTooLarge):
+		return fleetv1.ReasonClusterUnreachable
 	default:
 		return fallback
 	}
