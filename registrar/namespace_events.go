@@ -40,8 +40,8 @@ func (r *ClusterReconciler) namespaceEvents() handler.EventHandler {
 	}
 }
 
-// enqueueNamespaceChange enqueues the Clusters affected by a namespace going from before to after; before is
-// nil for a creation and after is nil for a deletion.
+// enqueueNamespaceChange enqueues the Clusters affected by a namespace going from before to after;
+// before is nil for a creation and after is nil for a deletion.
 func (r *ClusterReconciler) enqueueNamespaceChange(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], before, after client.Object) {
 	name := namespaceName(before, after)
 	keys := map[types.NamespacedName]bool{}
@@ -63,10 +63,10 @@ func (r *ClusterReconciler) enqueueNamespaceChange(ctx context.Context, q workqu
 			var err error
 			if nsLabels, err = r.namespaceLabels(ctx); err != nil {
 				log.FromContext(ctx).Info("cannot list namespaces for a namespace event", "namespace", name, "error", shortError(err))
-				return
+				break
 			}
 		}
-		r.clustersOf(ctx, reg, nsLabels, keys)
+		r.clustersOf(ctx, reg, name, nsLabels, keys)
 	}
 	for key := range keys {
 		q.Add(reconcile.Request{NamespacedName: key})
@@ -80,9 +80,10 @@ func namespaceName(before, after client.Object) string {
 	return before.GetName()
 }
 
-// fluxTargetChanged says whether a namespace going from before to after adds it to, or removes it from, the
-// namespaces a Registration writes Flux Secrets in (as fluxNamespaces computes them: listed or selected,
-// and not terminating). Suspended and deleted Registrations change no Secret, so none of them is.
+// fluxTargetChanged says whether a namespace going from before to after adds it to, or removes it from,
+// the namespaces a Registration writes Flux Secrets in (as fluxNamespaces computes them: listed or
+// selected, and not terminating). A suspended or deleted Registration writes no Secret when a namespace
+// changes, so its targets never change here.
 func fluxTargetChanged(reg *fleetv1.Registration, before, after client.Object) bool {
 	if reg.Spec.Flux == nil || reg.Spec.Suspend || !reg.DeletionTimestamp.IsZero() {
 		return false
@@ -116,11 +117,13 @@ func (r *ClusterReconciler) clustersIn(ctx context.Context, namespace string, ke
 	}
 }
 
-// clustersOf adds to keys the Clusters a Registration selects, and those it wrote Secrets for (which
-// may no longer be selected, or exist): both may gain or lose a Flux Secret.
-func (r *ClusterReconciler) clustersOf(ctx context.Context, reg *fleetv1.Registration, nsLabels map[string]map[string]string, keys map[types.NamespacedName]bool) {
+// clustersOf adds to keys the Clusters whose Flux Secrets in namespace change when it joins or leaves a
+// Registration's targets: those the Registration selects (they gain one), and those it wrote a Secret
+// for there (they lose it; such a Cluster may no longer be selected, or exist). Secrets elsewhere do not
+// change, so only the namespace's own are listed, not every Secret of the Registration.
+func (r *ClusterReconciler) clustersOf(ctx context.Context, reg *fleetv1.Registration, namespace string, nsLabels map[string]map[string]string, keys map[types.NamespacedName]bool) {
 	secrets := &corev1.SecretList{}
-	if err := r.Client.List(ctx, secrets, client.MatchingLabelsSelector{Selector: owned.ForRegistration(reg.Name)}, client.UnsafeDisableDeepCopy); err == nil {
+	if err := r.Client.List(ctx, secrets, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: owned.ForRegistration(reg.Name)}, client.UnsafeDisableDeepCopy); err == nil {
 		for _, s := range secrets.Items {
 			if key, ok := owned.ClusterOf(s.Labels); ok {
 				keys[key] = true
