@@ -90,10 +90,11 @@ func TestNamespaceEventsReconcileOnlyAffectedClusters(t *testing.T) {
 	expectSecrets(t, "nsev-tenant-1", "w1", "w2")
 	expectReady(t, ctx, "nsev", metav1.ConditionTrue, fleetv1.ReasonRegistered, 2, 2, 0)
 
-	// barrier returns once the requests queued before it have been reconciled. Its namespace makes
-	// nsev-barrier write a Flux Secret for wb, so wb's reconcile has run after the namespace was
-	// created. One such pass leaves wb freshly dequeued; the second pass then queues wb behind every
-	// request already waiting, and with one worker those are reconciled before it.
+	// barrier returns once every request queued before it has been reconciled, so the absence of calls
+	// is checked without waiting out a time. A namespace nsev-barrier's Flux selector matches makes wb's
+	// reconcile write a Secret there, so wb was reconciled after the namespace appeared. The first pass
+	// leaves wb dequeued; the second queues it again behind every request already waiting, and the one
+	// worker reconciles those first.
 	barriers := 0
 	barrierPass := func(t *testing.T) {
 		t.Helper()
