@@ -53,7 +53,7 @@ func TestFluxKubeconfigSecrets(t *testing.T) {
 
 	fluxSecret := func(ns, cluster string) (*corev1.Secret, error) {
 		s := &corev1.Secret{}
-		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: cluster + "-fleetbridge-kubeconfig"}, s)
+		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fleet-flux." + cluster + ".kubeconfig"}, s)
 		return s, err
 	}
 	tokens := func(key types.NamespacedName, namespaces ...string) ([]string, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -88,6 +89,42 @@ func (w *writeCounter) String() string {
 	return strings.Join(w.paths, ", ")
 }
 
+// requestCounter counts every request passing through a transport, reads included (a probe is a GET
+// of /version), by the host it goes to, so a test can tell which workload server was called.
+type requestCounter struct {
+	mu     sync.Mutex
+	byHost map[string]int
+}
+
+func (c *requestCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		c.mu.Lock()
+		if c.byHost == nil {
+			c.byHost = map[string]int{}
+		}
+		c.byHost[req.URL.Host]++
+		c.mu.Unlock()
+		return rt.RoundTrip(req)
+	})
+}
+
+// to is how many requests went to the server at serverURL.
+func (c *requestCounter) to(serverURL string) int {
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return -1
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byHost[u.Host]
+}
+
+func (c *requestCounter) reset() {
+	c.mu.Lock()
+	c.byHost = nil
+	c.mu.Unlock()
+}
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
@@ -119,7 +156,9 @@ type runningManager struct {
 	*inProcessRegistrar
 	mgmtWrites     *writeCounter
 	workloadWrites *writeCounter
-	clock          *testClock
+	// workloadRequests counts every call to a workload server, by server.
+	workloadRequests *requestCounter
+	clock            *testClock
 }
 
 func startManager(t *testing.T) *runningManager {
@@ -134,15 +173,17 @@ func startManagerIn(t *testing.T, namespaces Namespaces) *runningManager {
 	return startManagerWith(t, func(o *Options) { o.Namespaces = namespaces })
 }
 
-// startManagerWith starts a registrar whose options tune changes from the tests' defaults.
+// startManagerWith starts a registrar with the test defaults, changed by tune.
 func startManagerWith(t *testing.T, tune func(*Options)) *runningManager {
 	t.Helper()
-	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, clock: &testClock{}}
+	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, workloadRequests: &requestCounter{}, clock: &testClock{}}
 	cfg := rest.CopyConfig(mgmt.Config)
 	cfg.Wrap(rm.mgmtWrites.wrap)
 	opts := DefaultOptions()
 	opts.Now = rm.clock.Now
-	opts.WrapWorkloadTransport = rm.workloadWrites.wrap
+	opts.WrapWorkloadTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return rm.workloadWrites.wrap(rm.workloadRequests.wrap(rt))
+	}
 	opts.ProbeTimeout = 3 * time.Second
 	tune(&opts)
 	rm.inProcessRegistrar = startRegistrar(t, cfg, opts)

@@ -194,7 +194,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 			builder.WithPredicates(notOwnWrite(clusters))).
 		Watches(&fleetv1.Registration{}, handler.EnqueueRequestsFromMapFunc(clusters.registrationToClusters),
 			builder.WithPredicates(selectionChanged)).
-		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(clusters.namespaceToClusters)).
+		Watches(&corev1.Namespace{}, clusters.namespaceEvents()).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers}).
 		Complete(clusters)
 	if err != nil {
@@ -375,32 +375,6 @@ func (r *ClusterReconciler) registrationToClusters(ctx context.Context, obj clie
 	out := make([]reconcile.Request, 0, len(seen))
 	for key := range seen {
 		out = append(out, reconcile.Request{NamespacedName: key})
-	}
-	return out
-}
-
-// namespaceToClusters enqueues the Clusters of a namespace (its labels feed namespaceSelector), or every
-// Cluster when a Registration writes Flux Secrets (the namespace may be, or stop being, a Flux target).
-func (r *ClusterReconciler) namespaceToClusters(ctx context.Context, obj client.Object) []reconcile.Request {
-	var opts []client.ListOption
-	regs := &fleetv1.RegistrationList{}
-	if err := r.Client.List(ctx, regs); err != nil {
-		return nil
-	}
-	anyFlux := false
-	for _, reg := range regs.Items {
-		anyFlux = anyFlux || reg.Spec.Flux != nil
-	}
-	if !anyFlux {
-		opts = append(opts, client.InNamespace(obj.GetName()))
-	}
-	clusters := &clusterv1.ClusterList{}
-	if err := r.Client.List(ctx, clusters, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(clusters.Items))
-	for _, c := range clusters.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
 	}
 	return out
 }
