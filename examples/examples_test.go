@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"text/template"
@@ -177,9 +178,13 @@ func servedBy(regs []fleetv1.Registration, namespace string, ref meta.KubeConfig
 		if err != nil {
 			return false
 		}
-		cluster := strings.TrimSuffix(ref.SecretRef.Name, "-fleetbridge-kubeconfig")
+		// The template rendered for placeholders is a pattern every Cluster's Secret name matches.
 		var out bytes.Buffer
-		if tmpl.Execute(&out, map[string]string{"Name": cluster, "Namespace": "any"}) == nil && out.String() == ref.SecretRef.Name {
+		if tmpl.Execute(&out, map[string]string{"Name": "NAME", "Namespace": "NAMESPACE"}) != nil {
+			return false
+		}
+		pattern := strings.NewReplacer("NAMESPACE", "[a-z0-9-]+", "NAME", "[a-z0-9.-]+").Replace(regexp.QuoteMeta(out.String()))
+		if regexp.MustCompile("^" + pattern + "$").MatchString(ref.SecretRef.Name) {
 			return true
 		}
 	}

@@ -87,7 +87,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 		if _, ok := s1.Labels["secret"]; ok {
 			t.Error("a label outside the propagation patterns was copied")
 		}
-		if got := string(s1.Data["name"]); got != "fleet-a-edge-1" {
+		if got := string(s1.Data["name"]); got != "fleet-a.edge-1" {
 			t.Errorf("name = %q", got)
 		}
 		if got := string(s1.Data["project"]); got != "platform" {

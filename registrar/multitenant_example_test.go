@@ -132,15 +132,27 @@ func TestMultiTenantExampleIsolatesTenants(t *testing.T) {
 		}
 		return nil
 	})
-	reconcileCluster(t, ctx, rm, a1)
-	reconcileCluster(t, ctx, rm, b1)
-
 	written := func(key types.NamespacedName) []corev1.Secret {
 		t.Helper()
 		list := &corev1.SecretList{}
 		must(t, c.List(ctx, list, client.MatchingLabelsSelector{Selector: owned.ForCluster(key)}))
 		return list.Items
 	}
+	// The controller registers both through its watches; once each has a Secret and the Registrations'
+	// status has every result, nothing more is coming.
+	testenv.Eventually(t, 30*time.Second, "both clusters registered", func() error {
+		for _, key := range []types.NamespacedName{a1, b1} {
+			if len(written(key)) == 0 {
+				return fmt.Errorf("nothing written for %s yet", key)
+			}
+		}
+		for _, reg := range ex.registrations {
+			if got := registration(t, ctx, reg.Name); got.Status.Registered != 1 {
+				return fmt.Errorf("Registration %s: %d registered", reg.Name, got.Status.Registered)
+			}
+		}
+		return nil
+	})
 	describe := func(secrets []corev1.Secret) string {
 		var out []string
 		for _, s := range secrets {

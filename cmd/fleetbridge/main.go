@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/kubeconfig"
 	"github.com/fleetbridge/fleetbridge/plugin"
 	"github.com/fleetbridge/fleetbridge/registrar"
 )
@@ -53,6 +54,8 @@ func run() error {
 		workloadQPS             = float64(opts.WorkloadQPS)
 		zapOpts                 = zap.Options{}
 		memoryLimit             string
+		allowedExecCommands     string
+		deniedCIDRs             string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables it).")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -75,6 +78,10 @@ func run() error {
 	flag.IntVar(&opts.WorkloadBurst, "workload-api-burst", opts.WorkloadBurst, "Client burst towards each workload API server.")
 	flag.IntVar(&opts.Workers, "workers", opts.Workers, "Clusters reconciled in parallel.")
 	flag.StringVar(&memoryLimit, "memory-limit", "", "The container's memory limit (a quantity such as 512Mi, or bytes); the Go runtime keeps its heap under 90% of it. Ignored when GOMEMLIMIT is set.")
+	flag.StringVar(&allowedExecCommands, "allowed-exec-commands", "", "Comma-separated exec credential plugin commands (such as argocd-k8s-auth) that a Registration's spec.credentials.allowedExecCommands may let through to Argo CD; empty allows none.")
+	flag.StringVar(&deniedCIDRs, "denied-cidrs", "", "Comma-separated CIDRs no workload API server may be at; empty means link-local (169.254.0.0/16, fe80::/10), \"none\" denies nothing.")
+	flag.DurationVar(&opts.ReconcileTimeout, "reconcile-timeout", opts.ReconcileTimeout, "Deadline of one reconcile of one Cluster, every workload call included.")
+	flag.Int64Var(&opts.MaxResponseBytes, "workload-max-response-bytes", opts.MaxResponseBytes, "Cap on each response body read from a workload API server.")
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	opts.WorkloadQPS = float32(workloadQPS)
@@ -82,6 +89,12 @@ func run() error {
 	pluginOpts.Token = os.Getenv("FLEETBRIDGE_PLUGIN_TOKEN")
 	pluginOpts.ConfigMaps = commaList(pluginConfigMaps)
 	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces)}
+	opts.AllowedExecCommands = commaList(allowedExecCommands)
+	denied, err := kubeconfig.ParseCIDRs(deniedCIDRs)
+	if err != nil {
+		return fmt.Errorf("--denied-cidrs: %w", err)
+	}
+	opts.DeniedCIDRs = denied
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	_, goMemLimitSet := os.LookupEnv("GOMEMLIMIT")
 	memLimit, err := goMemoryLimit(memoryLimit, goMemLimitSet)

@@ -53,8 +53,8 @@ func TestDemoPrintsTheFleetWithoutCredentials(t *testing.T) {
 	}
 	for _, c := range demoClusters {
 		want = append(want,
-			"name:    "+capiNamespace+"-"+c.name, // the Argo CD cluster name
-			fluxNamespace+"/"+c.name+"-fleetbridge-kubeconfig")
+			"name:    "+capiNamespace+"."+c.name, // the Argo CD cluster name
+			fluxNamespace+"/"+capiNamespace+"."+c.name+".kubeconfig")
 		for _, w := range demoWorkloads {
 			want = append(want, fleet.PairName(workloadNamespace, w, capiNamespace, c.name))
 		}

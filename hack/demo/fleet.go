@@ -63,7 +63,7 @@ func demoRegistration() *fleetv1.Registration {
 		Spec: fleetv1.RegistrationSpec{
 			ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"env": "prod"}},
 			Labels:          fleetv1.LabelPolicy{Propagate: []string{"env", "region"}},
-			ArgoCD:          &fleetv1.ArgoCDTarget{Namespace: argoNamespace, NameTemplate: "{{ .Namespace }}-{{ .Name }}"},
+			ArgoCD:          &fleetv1.ArgoCDTarget{Namespace: argoNamespace, NameTemplate: "{{ .Namespace }}.{{ .Name }}"},
 			Flux:            &fleetv1.FluxTarget{Namespaces: []string{fluxNamespace}},
 			Credentials: fleetv1.Credentials{
 				Mode:           fleetv1.CredentialsServiceAccountToken,
