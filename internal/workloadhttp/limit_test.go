@@ -309,3 +309,33 @@ func TestGzipBombIsCutAtTheCap(t *testing.T) {
 		t.Fatalf("the client decompressed %d bytes, want at most the cap and one", read)
 	}
 }
+
+// TestServerVersionContentLengthOverTheCap checks a response that declares its size over the cap fails
+// before its body is read, through client-go too.
+func TestServerVersionContentLengthOverTheCap(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "10485760")
+		n, _ := io.Copy(w, io.LimitReader(zeros{}, 10<<20))
+		served.Add(n)
+	}))
+	defer srv.Close()
+	counter := &countingTransport{}
+	cfg := &rest.Config{Host: srv.URL, Timeout: 30 * time.Second, WrapTransport: func(rt http.RoundTripper) http.RoundTripper {
+		counter.rt = rt
+		return LimitResponses(counter, DefaultMaxResponseBytes)
+	}}
+	client, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.ServerVersion()
+	if !errors.Is(err, ErrResponseTooLarge) {
+		t.Fatalf("ServerVersion error %v, want ErrResponseTooLarge", err)
+	}
+	t.Logf("client-go's error: %q", err)
+	if read := counter.read.Load(); read != 0 {
+		t.Fatalf("the client read %d bytes of a body it refused", read)
+	}
+}
