@@ -58,6 +58,8 @@ type ClusterReconciler struct {
 	locks keyedMutex
 	// registrationEvents wakes the Registration controller when a result it summarises changed.
 	registrationEvents chan event.GenericEvent
+	// beforeRegister is Options.beforeRegister (a test seam).
+	beforeRegister func(ctx context.Context, registration string, cluster types.NamespacedName)
 }
 
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
@@ -127,6 +129,9 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 	requeue := r.Resync
 	for _, reg := range sel.active {
+		if r.beforeRegister != nil {
+			r.beforeRegister(ctx, reg.Name, key)
+		}
 		res := r.register(ctx, reg, cluster, secrets.Items)
 		res = r.record(ctx, cluster, reg, res)
 		next := r.Resync

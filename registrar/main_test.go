@@ -128,8 +128,8 @@ func startManager(t *testing.T) *runningManager {
 }
 
 // startManagerIn starts a registrar confined to namespaces, as --secret-namespaces and
-// --cluster-namespaces confine the binary.
-func startManagerIn(t *testing.T, namespaces Namespaces) *runningManager {
+// --cluster-namespaces confine the binary; tweaks adjust its options last.
+func startManagerIn(t *testing.T, namespaces Namespaces, tweaks ...func(*Options)) *runningManager {
 	t.Helper()
 	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, clock: &testClock{}}
 	cfg := rest.CopyConfig(mgmt.Config)
@@ -139,6 +139,9 @@ func startManagerIn(t *testing.T, namespaces Namespaces) *runningManager {
 	opts.WrapWorkloadTransport = rm.workloadWrites.wrap
 	opts.ProbeTimeout = 3 * time.Second
 	opts.Namespaces = namespaces
+	for _, tweak := range tweaks {
+		tweak(&opts)
+	}
 	rm.inProcessRegistrar = startRegistrar(t, cfg, opts)
 	syncCtx, syncCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer syncCancel()

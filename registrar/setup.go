@@ -56,6 +56,12 @@ type Options struct {
 	WrapWorkloadTransport func(http.RoundTripper) http.RoundTripper
 	// Namespaces confines what the controller watches and writes; the zero value means everywhere.
 	Namespaces Namespaces
+
+	// beforeRegister, when set, runs in the Cluster controller after it read the Registrations and
+	// before it registers the Cluster for one of them. It is a test seam, not a setting: tests hold a
+	// reconcile there to provoke, deterministically, the race between registering and a Registration's
+	// deletion.
+	beforeRegister func(ctx context.Context, registration string, cluster types.NamespacedName)
 }
 
 // Namespaces confine the controller to the namespaces its RBAC covers, so it can run without
@@ -169,6 +175,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	clusters := &ClusterReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Now: opts.Now, Resync: opts.Resync,
 		Namespaces: opts.Namespaces, conns: conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
+		beforeRegister: opts.beforeRegister,
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
