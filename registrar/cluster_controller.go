@@ -58,8 +58,9 @@ type ClusterReconciler struct {
 	locks keyedMutex
 	// registrationEvents wakes the Registration controller when a result it summarises changed.
 	registrationEvents chan event.GenericEvent
-	// beforeRegister is Options.beforeRegister (a test seam).
-	beforeRegister func(ctx context.Context, registration string, cluster types.NamespacedName)
+	// gate orders registers against a Registration's deletion and remembers what each workload cluster
+	// was checked to hold (shared with the Registration controller).
+	gate *workloadGate
 }
 
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
@@ -129,11 +130,15 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 	requeue := r.Resync
 	for _, reg := range sel.active {
-		if r.beforeRegister != nil {
-			r.beforeRegister(ctx, reg.Name, key)
+		// Registering, and recording the result, happen inside the gate, so a deletion that began after
+		// the Registrations were read waits for them and then finds this Cluster among its results.
+		var res clusterResult
+		if !r.gate.run(ctx, reg, key, func() {
+			res = r.register(ctx, reg, cluster, secrets.Items)
+			res = r.record(ctx, cluster, reg, res)
+		}) {
+			continue // the Registration's deletion began; its cleanup covers this Cluster
 		}
-		res := r.register(ctx, reg, cluster, secrets.Items)
-		res = r.record(ctx, cluster, reg, res)
 		next := r.Resync
 		switch {
 		case res.Failing:
@@ -177,7 +182,7 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 	seed := renewalSeed(cluster.UID, reg.Name)
 	switch mode {
 	case fleetv1.CredentialsServiceAccountToken:
-		access := workloadAccess{kube: conn.kube, reg: reg, cluster: key}
+		access := workloadAccess{kube: conn.kube, reg: reg, cluster: key, gate: r.gate}
 		uid, err := access.ensure(ctx)
 		if err != nil {
 			return failed(err, fleetv1.ReasonTokenRequestFailed)
@@ -196,6 +201,7 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 		config = argocd.BearerTokenConfig(conn.creds, cur.Token)
 		times = &cur.Times
 	case fleetv1.CredentialsKubeconfig:
+		workloadAccess{kube: conn.kube, reg: reg, cluster: key, gate: r.gate}.ensureNone(ctx, written)
 		config = argocd.KubeconfigConfig(conn.creds)
 	}
 
@@ -624,6 +630,7 @@ func (r *ClusterReconciler) deregister(ctx context.Context, cluster *clusterv1.C
 	}
 	tokenExpirySeconds.DeleteLabelValues(registration, key.Namespace, key.Name)
 	r.minted.Delete(tokenKey{registration, key})
+	r.gate.forget(registration, key)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}

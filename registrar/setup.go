@@ -169,13 +169,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	conns := &connections{reader: mgr.GetAPIReader(), meta: capiSecrets, timeout: opts.ProbeTimeout,
 		qps: opts.WorkloadQPS, burst: opts.WorkloadBurst, wrap: opts.WrapWorkloadTransport, m: map[types.NamespacedName]*endpoint{}}
 	res := newResults()
+	gate := newWorkloadGate(opts.beforeRegister)
 	wakeups := make(chan event.GenericEvent, 1024)
 	recorder := mgr.GetEventRecorder("fleetbridge-registrar")
 
 	clusters := &ClusterReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Now: opts.Now, Resync: opts.Resync,
 		Namespaces: opts.Namespaces, conns: conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
-		beforeRegister: opts.beforeRegister,
+		gate: gate,
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
@@ -193,7 +194,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		return nil, err
 	}
 
-	registrations := &RegistrationReconciler{Client: mgr.GetClient(), Recorder: recorder, conns: conns, results: res}
+	registrations := &RegistrationReconciler{Client: mgr.GetClient(), Recorder: recorder, conns: conns, results: res, gate: gate}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("registration").
 		For(&fleetv1.Registration{}).
