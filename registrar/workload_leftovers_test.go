@@ -213,6 +213,27 @@ func TestNoWorkloadLeftovers(t *testing.T) {
 		expectWorkloadAccessStays(t, ctx, w, 3*time.Second)
 	})
 
+	t.Run("Kubeconfig mode from the start, after an earlier process", func(t *testing.T) {
+		w, key := leftoversCluster(t, ctx, "kubeconfig-start")
+		// What an earlier process left: the Registration was in ServiceAccountToken mode then.
+		earlier := workloadAccess{reg: leftoversRegistration("leftovers-kubeconfig-start", "kubeconfig-start", nil), cluster: key}
+		createAccessOf(t, ctx, w, earlier)
+		expectWorkloadAccess(t, ctx, w, saDesc("kube-system", "fleetbridge-argocd"),
+			crbDesc("fleetbridge-argocd", "cluster-admin", "kube-system", "fleetbridge-argocd"))
+
+		reg := leftoversRegistration("leftovers-kubeconfig-start", "kubeconfig-start", func(c *fleetv1.Credentials) {
+			c.Mode = fleetv1.CredentialsKubeconfig
+		})
+		must(t, mgmt.Client.Create(ctx, reg))
+		waitLeftoversSecret(t, ctx, key, false)
+		reconcileCluster(t, ctx, rm, key) // the check may wait for a second reconcile (ensureNone)
+		expectWorkloadAccess(t, ctx, w)
+		expectNoListsOnReconcile(t, ctx, rm, lists, w, key)
+
+		deleteRegistrationAndWait(t, ctx, reg.Name)
+		expectWorkloadAccess(t, ctx, w)
+	})
+
 	t.Run("a steady fleet lists nothing on workload clusters", func(t *testing.T) {
 		w, key := leftoversCluster(t, ctx, "steady")
 		reg := leftoversRegistration("leftovers-steady", "steady", nil)
@@ -246,6 +267,19 @@ func leftoversCluster(t *testing.T, ctx context.Context, name string, namespaces
 		must(t, w.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	}
 	return w, key
+}
+
+// createAccessOf creates on a workload cluster the ServiceAccount and ClusterRoleBinding ensure would
+// create for access.
+func createAccessOf(t *testing.T, ctx context.Context, w *testenv.Workload, access workloadAccess) {
+	t.Helper()
+	ns, name := serviceAccount(access.reg)
+	must(t, w.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: access.labels()}}))
+	must(t, w.Client.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: access.bindingName(), Labels: access.labels()},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole(access.reg)},
+	}))
 }
 
 // leftoversRegistration is a Registration selecting the Cluster leftoversCluster published as name, in
