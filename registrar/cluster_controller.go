@@ -54,6 +54,9 @@ type ClusterReconciler struct {
 	unownedArgo client.Reader
 	// registrationEvents wakes the Registration controller when a result it summarises changed.
 	registrationEvents chan event.GenericEvent
+	// gate orders registers against a Registration's deletion and remembers what each workload cluster
+	// was checked to hold (shared with the Registration controller).
+	gate *workloadGate
 }
 
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
@@ -116,7 +119,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 			continue
 		}
 		_, stillSelected := sel.conflicts[name]
-		if err := r.deregister(ctx, cluster, key, name, secrets.Items, !stillSelected && registrationExists(regs.Items, name), !stillSelected); err != nil {
+		if err := r.deregister(ctx, cluster, key, name, secrets.Items, !stillSelected, !stillSelected); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -126,8 +129,15 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 	requeue := r.Resync
 	for _, reg := range sel.active {
-		res := r.register(ctx, reg, cluster, secrets.Items)
-		res = r.record(ctx, cluster, reg, res)
+		// Registering, and recording the result, happen inside the gate, so a deletion that began after
+		// the Registrations were read waits for them and then finds this Cluster among its results.
+		var res clusterResult
+		if !r.gate.run(ctx, reg, key, func() {
+			res = r.register(ctx, reg, cluster, secrets.Items)
+			res = r.record(ctx, cluster, reg, res)
+		}) {
+			continue // the Registration's deletion began; its cleanup covers this Cluster
+		}
 		next := r.Resync
 		switch {
 		case res.Failing:
@@ -286,6 +296,7 @@ func (r *ClusterReconciler) deregister(ctx context.Context, cluster *clusterv1.C
 	}
 	tokenExpirySeconds.DeleteLabelValues(registration, key.Namespace, key.Name)
 	r.tokens.forget(registration, key)
+	r.gate.forget(registration, key)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}

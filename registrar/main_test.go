@@ -167,10 +167,15 @@ func startManager(t *testing.T) *runningManager {
 }
 
 // startManagerIn starts a registrar confined to namespaces, as --secret-namespaces and
-// --cluster-namespaces confine the binary.
-func startManagerIn(t *testing.T, namespaces Namespaces) *runningManager {
+// --cluster-namespaces confine the binary; tweaks adjust its options last.
+func startManagerIn(t *testing.T, namespaces Namespaces, tweaks ...func(*Options)) *runningManager {
 	t.Helper()
-	return startManagerWith(t, func(o *Options) { o.Namespaces = namespaces })
+	return startManagerWith(t, func(o *Options) {
+		o.Namespaces = namespaces
+		for _, tweak := range tweaks {
+			tweak(o)
+		}
+	})
 }
 
 // startManagerWith starts a registrar with the test defaults, changed by tune.

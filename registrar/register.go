@@ -164,7 +164,7 @@ func (r *ClusterReconciler) verifyAccess(ctx context.Context, s *clusterScope) e
 func (r *ClusterReconciler) credentials(ctx context.Context, s *clusterScope) error {
 	switch s.mode {
 	case fleetv1.CredentialsServiceAccountToken:
-		access := workloadAccess{kube: s.conn.kube, reg: s.reg, cluster: s.key}
+		access := workloadAccess{kube: s.conn.kube, reg: s.reg, cluster: s.key, gate: r.gate}
 		uid, err := access.ensure(ctx)
 		if err != nil {
 			return withFallback(err, fleetv1.ReasonTokenRequestFailed)
@@ -177,6 +177,8 @@ func (r *ClusterReconciler) credentials(ctx context.Context, s *clusterScope) er
 		s.fluxToken = tok.Token
 		s.times = &tok.Times
 	case fleetv1.CredentialsKubeconfig:
+		// A switch from ServiceAccountToken mode leaves nothing privileged behind on the workload cluster.
+		workloadAccess{kube: s.conn.kube, reg: s.reg, cluster: s.key, gate: r.gate}.ensureNone(ctx, s.written)
 		s.config = argocd.KubeconfigConfig(s.conn.creds)
 	}
 	return nil

@@ -32,6 +32,8 @@ type RegistrationReconciler struct {
 
 	conns   *connections
 	results *results
+	// gate is shared with the Cluster controller: a deletion closes it before removing workload access.
+	gate *workloadGate
 }
 
 // +kubebuilder:rbac:groups=fleetbridge.io,resources=registrations,verbs=get;list;watch;update;patch
@@ -164,6 +166,9 @@ func validateSpec(reg *fleetv1.Registration) error {
 // reconcileDelete removes every Secret the Registration wrote and, best effort and in parallel, its
 // ServiceAccounts on workload clusters, then releases the finalizer.
 func (r *RegistrationReconciler) reconcileDelete(ctx context.Context, reg *fleetv1.Registration) error {
+	// From here on no register of this Registration touches a workload cluster, and those in flight have
+	// finished and recorded their results, so the clusters gathered below are all it can have written to.
+	r.gate.close(reg)
 	if !controllerutil.ContainsFinalizer(reg, owned.Finalizer) {
 		return nil
 	}
@@ -180,9 +185,8 @@ func (r *RegistrationReconciler) reconcileDelete(ctx context.Context, reg *fleet
 	for key := range r.results.snapshot(reg.Name) {
 		clusters[key] = true
 	}
-	if credentialsMode(reg) == fleetv1.CredentialsServiceAccountToken {
-		r.removeAccessEverywhere(ctx, reg.Name, clusters)
-	}
+	// In every mode: a Registration in Kubeconfig mode may have used ServiceAccountToken mode before.
+	r.removeAccessEverywhere(ctx, reg.Name, clusters)
 	var errs []error
 	for i := range secrets.Items {
 		s := &secrets.Items[i]

@@ -66,6 +66,12 @@ type Options struct {
 	ReconcileTimeout time.Duration
 	// MaxResponseBytes caps every response body read from a workload API server.
 	MaxResponseBytes int64
+
+	// beforeRegister, when set, runs in the Cluster controller after it read the Registrations and
+	// before it registers the Cluster for one of them. It is a test seam, not a setting: tests hold a
+	// reconcile there to provoke, deterministically, the race between registering and a Registration's
+	// deletion.
+	beforeRegister func(ctx context.Context, registration string, cluster types.NamespacedName)
 }
 
 // Namespaces confine the controller to the namespaces its RBAC covers, so it can run without
@@ -175,6 +181,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		qps: opts.WorkloadQPS, burst: opts.WorkloadBurst, wrap: opts.WrapWorkloadTransport, m: map[types.NamespacedName]*endpoint{},
 		denied: opts.DeniedCIDRs, maxResponseBytes: opts.MaxResponseBytes}
 	res := newResults()
+	gate := newWorkloadGate(opts.beforeRegister)
 	wakeups := make(chan event.GenericEvent, 1024)
 	recorder := mgr.GetEventRecorder("fleetbridge-registrar")
 
@@ -184,6 +191,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		ReconcileTimeout: opts.ReconcileTimeout,
 		conns:            conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
 		writer: newSecretWriter(mgr.GetClient(), mgr.GetAPIReader(), opts.Now), tokens: newTokenSource(opts.Now),
+		gate: gate,
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
@@ -201,7 +209,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		return nil, err
 	}
 
-	registrations := &RegistrationReconciler{Client: mgr.GetClient(), Recorder: recorder, conns: conns, results: res}
+	registrations := &RegistrationReconciler{Client: mgr.GetClient(), Recorder: recorder, conns: conns, results: res, gate: gate}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("registration").
 		For(&fleetv1.Registration{}).
