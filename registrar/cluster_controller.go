@@ -342,16 +342,12 @@ func registrationNamed(regs []fleetv1.Registration, name string) *fleetv1.Regist
 	return nil
 }
 
-func registrationExists(regs []fleetv1.Registration, name string) bool {
-	return registrationNamed(regs, name) != nil
-}
-
 // versionLabelOf keeps the last known Kubernetes version when a probe could not learn it.
 func versionLabelOf(registration string, written []corev1.Secret) string {
 	for _, s := range written {
 		if s.Labels[owned.LabelRegistration] == registration {
-			if v := s.Labels[owned.LabelKubernetesVersion]; v != "" {
-				return v
+			if rec, ok := owned.RecordOf(s.Labels, s.Annotations); ok && rec.KubernetesVersion != "" {
+				return rec.KubernetesVersion
 			}
 		}
 	}

@@ -98,15 +98,25 @@ func factLabels(cluster *clusterv1.Cluster, facts clusterFacts) map[string]strin
 			out[k] = v
 		}
 	}
-	put(owned.LabelKubernetesVersion, facts.KubernetesVersion)
 	put(owned.LabelClusterClass, cluster.Spec.Topology.ClassRef.Name)
 	put(owned.LabelInfrastructureKind, cluster.Spec.InfrastructureRef.Kind)
 	return out
 }
 
-// secretLabels are every label on a secret written for one Registration and Cluster. Ownership
-// labels are applied last so nothing can override them.
-func secretLabels(reg *fleetv1.Registration, cluster *clusterv1.Cluster, facts clusterFacts, output string) map[string]string {
+// record is what a Secret written for one Registration and Cluster says about the cluster (owned.Record).
+// The Secret is written right after a successful probe, so it is reachable.
+func record(reg *fleetv1.Registration, cluster *clusterv1.Cluster, output, server string, t *tokenTimes, facts clusterFacts) owned.Record {
+	r := owned.Record{Registration: reg.Name, Cluster: types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name},
+		Output: output, Server: strings.TrimSuffix(server, "/"), KubernetesVersion: facts.KubernetesVersion, Reachable: true}
+	if t != nil {
+		r.TokenIssuedAt, r.TokenExpiresAt = t.IssuedAt, t.ExpiresAt
+	}
+	return r
+}
+
+// secretLabels are every label on a secret written for one Registration and Cluster. The record's
+// labels (ownership) are applied last so nothing can override them.
+func secretLabels(reg *fleetv1.Registration, cluster *clusterv1.Cluster, facts clusterFacts, rec owned.Record) map[string]string {
 	out := propagatedLabels(reg.Spec.Labels.Propagate, cluster.Labels)
 	for k, v := range reg.Spec.Labels.Static {
 		if !hasAnyPrefix(k, reservedLabelPrefixes) {
@@ -116,19 +126,8 @@ func secretLabels(reg *fleetv1.Registration, cluster *clusterv1.Cluster, facts c
 	for k, v := range factLabels(cluster, facts) {
 		out[k] = v
 	}
-	for k, v := range owned.Labels(reg.Name, types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}, output) {
+	for k, v := range rec.Labels() {
 		out[k] = v
-	}
-	return out
-}
-
-// secretAnnotations mark a written Secret reachable (its cluster passed the probe that preceded the
-// write) and carry the token's timing.
-func secretAnnotations(t *tokenTimes) map[string]string {
-	out := map[string]string{owned.AnnotationReachable: "true"}
-	if t != nil {
-		out[owned.AnnotationTokenIssuedAt] = t.IssuedAt.UTC().Format(time.RFC3339)
-		out[owned.AnnotationTokenExpiresAt] = t.ExpiresAt.UTC().Format(time.RFC3339)
 	}
 	return out
 }
@@ -151,7 +150,9 @@ func desiredArgoSecret(reg *fleetv1.Registration, cluster *clusterv1.Cluster, se
 	if err != nil {
 		return nil, err
 	}
-	labels := secretLabels(reg, cluster, facts, owned.OutputArgoCD)
+	rec := record(reg, cluster, owned.OutputArgoCD, server, token, facts)
+	rec.ArgoCDName = name
+	labels := secretLabels(reg, cluster, facts, rec)
 	labels[argocd.SecretTypeLabel] = argocd.SecretTypeCluster
 	return &corev1.Secret{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
@@ -159,7 +160,7 @@ func desiredArgoSecret(reg *fleetv1.Registration, cluster *clusterv1.Cluster, se
 			Namespace:   argoNamespace(reg),
 			Name:        argoSecretName(types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name}),
 			Labels:      labels,
-			Annotations: secretAnnotations(token),
+			Annotations: rec.Annotations(),
 		},
 		Type: corev1.SecretTypeOpaque,
 		Data: data,
@@ -167,7 +168,7 @@ func desiredArgoSecret(reg *fleetv1.Registration, cluster *clusterv1.Cluster, se
 }
 
 // desiredFluxSecrets are the kubeconfig Secrets for one Registration and Cluster, one per Flux namespace.
-func desiredFluxSecrets(reg *fleetv1.Registration, cluster *clusterv1.Cluster, namespaces []string, kubeconfig []byte,
+func desiredFluxSecrets(reg *fleetv1.Registration, cluster *clusterv1.Cluster, namespaces []string, kubeconfig []byte, server string,
 	token *tokenTimes, facts clusterFacts) ([]*corev1.Secret, error) {
 	name, err := renderTemplate("spec.flux.secretNameTemplate", fluxSecretTemplate(reg), cluster)
 	if err != nil {
@@ -178,11 +179,12 @@ func desiredFluxSecrets(reg *fleetv1.Registration, cluster *clusterv1.Cluster, n
 	}
 	out := make([]*corev1.Secret, 0, len(namespaces))
 	for _, ns := range namespaces {
-		labels := secretLabels(reg, cluster, facts, owned.OutputFlux)
+		rec := record(reg, cluster, owned.OutputFlux, server, token, facts)
+		labels := secretLabels(reg, cluster, facts, rec)
 		labels[flux.WatchLabel] = flux.WatchEnabled
 		out = append(out, &corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: secretAnnotations(token)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: rec.Annotations()},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{flux.KubeconfigKey: kubeconfig},
 		})

@@ -103,13 +103,3 @@ func tokenServiceAccountUID(token string) string {
 	}
 	return claims.Kubernetes.ServiceAccount.UID
 }
-
-// parseTokenTimes reads the timing annotations of a written secret.
-func parseTokenTimes(annotations map[string]string, issuedKey, expiresKey string) (tokenTimes, bool) {
-	issued, err1 := time.Parse(time.RFC3339, annotations[issuedKey])
-	expires, err2 := time.Parse(time.RFC3339, annotations[expiresKey])
-	if err1 != nil || err2 != nil {
-		return tokenTimes{}, false
-	}
-	return tokenTimes{IssuedAt: issued, ExpiresAt: expires}, true
-}

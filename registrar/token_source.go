@@ -128,7 +128,8 @@ func tokenCandidates(registration string, written []corev1.Secret) []currentToke
 		if s.Labels[owned.LabelRegistration] != registration {
 			continue
 		}
-		times, _ := parseTokenTimes(s.Annotations, owned.AnnotationTokenIssuedAt, owned.AnnotationTokenExpiresAt)
+		rec, _ := owned.RecordOf(s.Labels, s.Annotations)
+		times := tokenTimes{IssuedAt: rec.TokenIssuedAt, ExpiresAt: rec.TokenExpiresAt}
 		switch s.Labels[owned.LabelOutput] {
 		case owned.OutputArgoCD:
 			if cfg, err := argocd.ParseConfig(s.Data[argocd.KeyConfig]); err == nil && cfg.BearerToken != "" {

@@ -19,21 +19,27 @@ import (
 // ClusterFromSecret is the registered cluster an owned Argo CD or Flux Secret stands for. capi, when
 // known, supplies the labels workloads select on (the CAPI Cluster's own, not only the propagated ones).
 func ClusterFromSecret(s *corev1.Secret, capi *clusterv1.Cluster) (Cluster, bool) {
-	key, ok := owned.ClusterOf(s.Labels)
+	rec, ok := owned.RecordOf(s.Labels, s.Annotations)
 	if !ok {
 		return Cluster{}, false
 	}
 	c := Cluster{
-		Name: key.Name, Namespace: key.Namespace, Registration: s.Labels[owned.LabelRegistration],
-		KubernetesVersion: s.Labels[owned.LabelKubernetesVersion],
-		Ready:             s.Annotations[owned.AnnotationReachable] != "false",
-		Labels:            map[string]string{},
+		Name: rec.Cluster.Name, Namespace: rec.Cluster.Namespace, Registration: rec.Registration,
+		KubernetesVersion: rec.KubernetesVersion, Ready: rec.Reachable, Server: rec.Server, ArgoCDName: rec.ArgoCDName,
+		Labels: map[string]string{},
 	}
-	switch s.Labels[owned.LabelOutput] {
+	switch rec.Output {
 	case owned.OutputArgoCD:
-		c.ArgoCDName = string(s.Data[argocd.KeyName])
-		c.Server = string(s.Data[argocd.KeyServer])
+		if c.ArgoCDName == "" {
+			c.ArgoCDName = string(s.Data[argocd.KeyName])
+		}
+		if c.Server == "" {
+			c.Server = string(s.Data[argocd.KeyServer])
+		}
 	case owned.OutputFlux:
+		if c.Server != "" {
+			break
+		}
 		cfg, err := clientcmd.Load(s.Data[flux.KubeconfigKey])
 		if err != nil {
 			return Cluster{}, false
