@@ -57,6 +57,8 @@ type ClusterReconciler struct {
 	// gate orders registers against a Registration's deletion and remembers what each workload cluster
 	// was checked to hold (shared with the Registration controller).
 	gate *workloadGate
+	// reconciled is Options.reconciled, a test seam.
+	reconciled func(cluster types.NamespacedName, started time.Time)
 }
 
 // +kubebuilder:rbac:groups=cluster.x-k8s.io,resources=clusters,verbs=get;list;watch
@@ -67,8 +69,13 @@ type ClusterReconciler struct {
 // Reconcile brings every output of one Cluster in line with the Registrations selecting it.
 func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	start := time.Now()
-	defer func() { reconcileDuration.WithLabelValues("cluster").Observe(time.Since(start).Seconds()) }()
 	key := req.NamespacedName
+	defer func() {
+		reconcileDuration.WithLabelValues("cluster").Observe(time.Since(start).Seconds())
+		if r.reconciled != nil {
+			r.reconciled(key, start)
+		}
+	}()
 	if r.ReconcileTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.ReconcileTimeout)

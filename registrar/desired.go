@@ -24,8 +24,9 @@ type clusterFacts struct {
 	KubernetesVersion string
 }
 
-// tokenTimes are a minted token's issue and expiry times, recorded on the secrets that carry it so a
-// restarted controller knows when to renew without asking the workload cluster.
+// tokenTimes are a minted token's issue and expiry times. They are written on the Secrets that carry it
+// for Argo CD admins and tenants to see; the token source trusts only its memory and a token's verified
+// claims (tokenSource).
 type tokenTimes struct {
 	IssuedAt, ExpiresAt time.Time
 }

@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -159,6 +161,28 @@ type runningManager struct {
 	// workloadRequests counts every call to a workload server, by server.
 	workloadRequests *requestCounter
 	clock            *testClock
+	reconciles       *reconcileLog
+}
+
+// reconcileLog remembers when the last finished reconcile of each Cluster started.
+type reconcileLog struct {
+	mu      sync.Mutex
+	started map[types.NamespacedName]time.Time
+}
+
+func (l *reconcileLog) record(key types.NamespacedName, started time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if started.After(l.started[key]) {
+		l.started[key] = started
+	}
+}
+
+// since says whether a reconcile of key that started after t has finished.
+func (l *reconcileLog) since(key types.NamespacedName, t time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.started[key].After(t)
 }
 
 func startManager(t *testing.T) *runningManager {
@@ -181,7 +205,8 @@ func startManagerIn(t *testing.T, namespaces Namespaces, tweaks ...func(*Options
 // startManagerWith starts a registrar with the test defaults, changed by tune.
 func startManagerWith(t *testing.T, tune func(*Options)) *runningManager {
 	t.Helper()
-	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, workloadRequests: &requestCounter{}, clock: &testClock{}}
+	rm := &runningManager{mgmtWrites: &writeCounter{}, workloadWrites: &writeCounter{}, workloadRequests: &requestCounter{}, clock: &testClock{},
+		reconciles: &reconcileLog{started: map[types.NamespacedName]time.Time{}}}
 	cfg := rest.CopyConfig(mgmt.Config)
 	cfg.Wrap(rm.mgmtWrites.wrap)
 	opts := DefaultOptions()
@@ -190,6 +215,7 @@ func startManagerWith(t *testing.T, tune func(*Options)) *runningManager {
 		return rm.workloadWrites.wrap(rm.workloadRequests.wrap(rt))
 	}
 	opts.ProbeTimeout = 3 * time.Second
+	opts.reconciled = rm.reconciles.record
 	tune(&opts)
 	rm.inProcessRegistrar = startRegistrar(t, cfg, opts)
 	syncCtx, syncCancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -241,6 +267,12 @@ func (p *inProcessRegistrar) stop(tb testing.TB) {
 	select {
 	case err := <-p.done:
 		if err != nil {
+			if dump := os.Getenv("FLEETBRIDGE_HANG_DUMP"); dump != "" {
+				if f, ferr := os.Create(dump); ferr == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(f, 2)
+					_ = f.Close()
+				}
+			}
 			tb.Fatalf("manager stopped with %v", err)
 		}
 	case <-time.After(60 * time.Second):

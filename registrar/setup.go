@@ -72,6 +72,9 @@ type Options struct {
 	// reconcile there to provoke, deterministically, the race between registering and a Registration's
 	// deletion.
 	beforeRegister func(ctx context.Context, registration string, cluster types.NamespacedName)
+	// reconciled, when set, is told of every finished reconcile of a Cluster and when it started. It is a
+	// test seam: tests change something through the API and wait for the reconcile that saw it.
+	reconciled func(cluster types.NamespacedName, started time.Time)
 }
 
 // Namespaces confine the controller to the namespaces its RBAC covers, so it can run without
@@ -191,7 +194,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		ReconcileTimeout: opts.ReconcileTimeout,
 		conns:            conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
 		writer: newSecretWriter(mgr.GetClient(), mgr.GetAPIReader(), opts.Now), tokens: newTokenSource(opts.Now),
-		gate: gate,
+		gate: gate, reconciled: opts.reconciled,
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
