@@ -417,18 +417,7 @@ func expectReady(t *testing.T, ctx context.Context, name string, status metav1.C
 
 func expectEvent(t *testing.T, ctx context.Context, clusterName, reason string) {
 	t.Helper()
-	testenv.Eventually(t, 10*time.Second, "event "+reason+" on "+clusterName, func() error {
-		list := &eventsv1.EventList{}
-		if err := mgmt.Client.List(ctx, list); err != nil {
-			return err
-		}
-		for _, e := range list.Items {
-			if e.Regarding.Kind == "Cluster" && e.Regarding.Name == clusterName && e.Reason == reason {
-				return nil
-			}
-		}
-		return fmt.Errorf("no such event among %d", len(list.Items))
-	})
+	expectEventNote(t, ctx, clusterName, reason, "")
 }
 
 func bearerToken(t *testing.T, s *corev1.Secret) string {

@@ -30,30 +30,27 @@ func forge(token string) string {
 	return strings.Join(parts, ".")
 }
 
-// secretWrites counts the mutating requests to Secrets among what a writeCounter saw.
-func secretWriteCount(w *writeCounter) int {
+// countWrites counts the mutating requests a writeCounter saw whose "METHOD path" matches.
+func countWrites(w *writeCounter, matches func(string) bool) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
 	for _, p := range w.paths {
-		if strings.Contains(p, "/secrets") {
+		if matches(p) {
 			n++
 		}
 	}
 	return n
 }
 
-// tokenMints counts the TokenRequests among what a writeCounter saw.
+// secretWriteCount counts the writes to Secrets.
+func secretWriteCount(w *writeCounter) int {
+	return countWrites(w, func(p string) bool { return strings.Contains(p, "/secrets") })
+}
+
+// tokenMints counts the TokenRequests.
 func tokenMints(w *writeCounter) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, p := range w.paths {
-		if strings.HasSuffix(p, "/token") {
-			n++
-		}
-	}
-	return n
+	return countWrites(w, func(p string) bool { return strings.HasSuffix(p, "/token") })
 }
 
 // Outputs are projections of state only fleetbridge controls: a tenant's forged token never spreads,

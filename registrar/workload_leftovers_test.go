@@ -353,15 +353,7 @@ func expectLeftoversTokenWorks(t *testing.T, ctx context.Context, key types.Name
 		if err := mgmt.Client.Get(ctx, types.NamespacedName{Namespace: leftoversArgoNS, Name: argoSecretName(key)}, s); err != nil {
 			return err
 		}
-		cfg, err := restConfigFromArgoSecret(s)
-		if err != nil {
-			return err
-		}
-		cl, err := client.New(cfg, client.Options{})
-		if err != nil {
-			return err
-		}
-		return cl.List(ctx, &corev1.NamespaceList{})
+		return tokenWorks(ctx, s)
 	})
 }
 
