@@ -102,6 +102,9 @@ func (w workloadAccess) scopedNamespaces() []string {
 const (
 	noAccess         = "none"
 	noAccessDeferred = "none, check next"
+	// deferredCheck prefixes the access signature of a Registration whose leftovers are checked at the
+	// next reconcile.
+	deferredCheck = "check next: "
 )
 
 // accessSignature identifies the access a Registration asks for on each workload cluster: ServiceAccount,
@@ -124,6 +127,13 @@ func (w workloadAccess) ensure(ctx context.Context) (types.UID, error) {
 	uid, err := w.ensureWanted(ctx)
 	signature := accessSignature(w.reg)
 	if err == nil && w.gate.isVerified(w.reg.Name, w.cluster, signature) {
+		return uid, nil
+	}
+	if err == nil && w.gate != nil && w.gate.verifiedAs(w.reg.Name, w.cluster) == "" {
+		// The first look in this process: what an earlier process or spec left is found at the next
+		// reconcile, so a cold start of a fleet costs no lists (they were a quarter of its workload calls).
+		// A spec change, which is what leaves access behind while the process runs, checks at once.
+		w.gate.setVerified(w.reg.Name, w.cluster, deferredCheck+signature)
 		return uid, nil
 	}
 	// What the spec no longer asks for goes even when what it asks for cannot be written: a narrower

@@ -25,21 +25,13 @@ func ClusterFromSecret(s *corev1.Secret, capi *clusterv1.Cluster) (Cluster, bool
 	}
 	c := Cluster{
 		Name: rec.Cluster.Name, Namespace: rec.Cluster.Namespace, Registration: rec.Registration,
-		KubernetesVersion: rec.KubernetesVersion, Ready: rec.Reachable, Server: rec.Server, ArgoCDName: rec.ArgoCDName,
-		Labels: map[string]string{},
+		KubernetesVersion: rec.KubernetesVersion, Ready: rec.Reachable, Labels: map[string]string{},
 	}
 	switch rec.Output {
 	case owned.OutputArgoCD:
-		if c.ArgoCDName == "" {
-			c.ArgoCDName = string(s.Data[argocd.KeyName])
-		}
-		if c.Server == "" {
-			c.Server = string(s.Data[argocd.KeyServer])
-		}
+		c.ArgoCDName = string(s.Data[argocd.KeyName])
+		c.Server = string(s.Data[argocd.KeyServer])
 	case owned.OutputFlux:
-		if c.Server != "" {
-			break
-		}
 		cfg, err := clientcmd.Load(s.Data[flux.KubeconfigKey])
 		if err != nil {
 			return Cluster{}, false
