@@ -63,16 +63,16 @@ func TestClusterGeneratorSelectsPropagatedLabels(t *testing.T) {
 
 	stagingServer := serverOf(t, ctx, "staging-1")
 	expectApplications(t, ctx, map[string]string{
-		"prod-1-guestbook": "name:fleet-prod-1", "prod-1-guestbook-flat": "server:" + prod.Server()})
+		"prod-1-guestbook": "name:fleet.prod-1", "prod-1-guestbook-flat": "server:" + prod.Server()})
 
 	patchClusterLabels(t, ctx, "staging-1", map[string]string{"env": "prod"})
 	expectApplications(t, ctx, map[string]string{
-		"prod-1-guestbook": "name:fleet-prod-1", "prod-1-guestbook-flat": "server:" + prod.Server(),
-		"staging-1-guestbook": "name:fleet-staging-1", "staging-1-guestbook-flat": "server:" + stagingServer})
+		"prod-1-guestbook": "name:fleet.prod-1", "prod-1-guestbook-flat": "server:" + prod.Server(),
+		"staging-1-guestbook": "name:fleet.staging-1", "staging-1-guestbook-flat": "server:" + stagingServer})
 
 	patchClusterLabels(t, ctx, "prod-1", map[string]string{"env": "dev"})
 	expectApplications(t, ctx, map[string]string{
-		"staging-1-guestbook": "name:fleet-staging-1", "staging-1-guestbook-flat": "server:" + stagingServer})
+		"staging-1-guestbook": "name:fleet.staging-1", "staging-1-guestbook-flat": "server:" + stagingServer})
 }
 
 // exampleAppSet loads an ApplicationSet from examples/. No application-controller runs here, so its

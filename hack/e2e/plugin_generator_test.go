@@ -79,8 +79,8 @@ func TestPluginGeneratorFansOutWorkloads(t *testing.T) {
 	want := func(clusters ...string) map[string]string {
 		out := map[string]string{}
 		for _, cl := range clusters {
-			out["guestbook-"+cl+"-nested"] = "name:" + capiNS + "-" + cl
-			out["guestbook-"+cl+"-flat"] = "name:" + capiNS + "-" + cl
+			out["guestbook-"+cl+"-nested"] = "name:" + capiNS + "." + cl
+			out["guestbook-"+cl+"-flat"] = "name:" + capiNS + "." + cl
 		}
 		return out
 	}
