@@ -311,6 +311,19 @@ func must(t *testing.T, err error) {
 // started after the change has finished. Tests use it after moving the clock.
 func reconcileCluster(t *testing.T, ctx context.Context, rm *runningManager, key types.NamespacedName) {
 	t.Helper()
+	sent := nudgeCluster(t, ctx, key)
+	testenv.Eventually(t, 20*time.Second, "a reconcile of "+key.String(), func() error {
+		if !rm.reconciles.since(key, sent) {
+			return fmt.Errorf("none has finished since %s", sent.Format(time.RFC3339Nano))
+		}
+		return nil
+	})
+}
+
+// nudgeCluster changes an annotation on a Cluster, which its watch passes on to the controller, and
+// returns when the change was sent.
+func nudgeCluster(t *testing.T, ctx context.Context, key types.NamespacedName) time.Time {
+	t.Helper()
 	sent := time.Now()
 	cluster := &clusterv1.Cluster{}
 	must(t, mgmt.Client.Get(ctx, key, cluster))
@@ -320,12 +333,7 @@ func reconcileCluster(t *testing.T, ctx context.Context, rm *runningManager, key
 	}
 	cluster.Annotations["fleetbridge.io/test-reconcile"] = sent.Format(time.RFC3339Nano)
 	must(t, mgmt.Client.Patch(ctx, cluster, client.MergeFrom(base)))
-	testenv.Eventually(t, 20*time.Second, "a reconcile of "+key.String(), func() error {
-		if !rm.reconciles.since(key, sent) {
-			return fmt.Errorf("none has finished since %s", sent.Format(time.RFC3339Nano))
-		}
-		return nil
-	})
+	return sent
 }
 
 // settle waits until the manager's cache shows the latest version of a cluster's Argo CD secret, as it
