@@ -242,20 +242,25 @@ func (r *ClusterReconciler) record(ctx context.Context, cluster *clusterv1.Clust
 		}
 		r.Recorder.Eventf(cluster, reg, eventType, res.Reason, "Register", "Registration %s: %s", reg.Name, res.Message)
 	}
-	r.wake(reg.Name)
+	r.wake(ctx, reg.Name)
 	// The winner of a conflict shows whom it outranks.
 	for _, winner := range []string{prev.ConflictWith, res.ConflictWith} {
 		if winner != "" {
-			r.wake(winner)
+			r.wake(ctx, winner)
 		}
 	}
 	return stored
 }
 
-func (r *ClusterReconciler) wake(registration string) {
+// wake asks the Registration controller to summarise a Registration again. The send gives up when the
+// reconcile's context ends: once the manager stops, nothing reads the channel any more.
+func (r *ClusterReconciler) wake(ctx context.Context, registration string) {
 	reg := &fleetv1.Registration{}
 	reg.Name = registration
-	r.registrationEvents <- event.GenericEvent{Object: reg}
+	select {
+	case r.registrationEvents <- event.GenericEvent{Object: reg}:
+	case <-ctx.Done():
+	}
 }
 
 // deregisterCluster removes everything written for a Cluster that is gone or being deleted. It never
@@ -316,7 +321,7 @@ func (r *ClusterReconciler) deregister(ctx context.Context, cluster *clusterv1.C
 					"Registration %s: removed %d secrets", registration, deleted)
 			}
 		}
-		r.wake(registration)
+		r.wake(ctx, registration)
 	}
 	return nil
 }
