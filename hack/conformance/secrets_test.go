@@ -111,21 +111,30 @@ func TestArgoCDReadsFleetbridgeClusterSecrets(t *testing.T) {
 				if !hasPEM(cluster.Config.TLSClientConfig.CertData, "CERTIFICATE") {
 					t.Error("certData does not decode to a PEM certificate")
 				}
+			case cluster.Config.ExecProviderConfig != nil:
+				// An exec plugin the platform team allowlisted (Kubeconfig mode): Argo CD runs it.
+				modes["exec"]++
+				if cluster.Config.ExecProviderConfig.Command == "" || cluster.Config.ExecProviderConfig.APIVersion == "" {
+					t.Errorf("execProviderConfig = %+v", cluster.Config.ExecProviderConfig)
+				}
 			default:
-				t.Error("config carries neither a bearer token nor a client certificate")
+				t.Error("config carries neither a bearer token, a client certificate nor an allowlisted exec plugin")
 			}
 
 			cfg, err := cluster.RawRestConfig()
 			if err != nil {
 				t.Fatalf("RawRestConfig: %v", err)
 			}
+			if modes["exec"] > 0 && cluster.Config.ExecProviderConfig != nil && (cfg.ExecProvider == nil || cfg.ExecProvider.Command != cluster.Config.ExecProviderConfig.Command) {
+				t.Errorf("Argo CD's rest config does not run the exec plugin: %+v", cfg.ExecProvider)
+			}
 			if _, err := rest.TLSConfigFor(cfg); err != nil {
 				t.Fatalf("Argo CD's rest config has unusable TLS material: %v", err)
 			}
 		})
 	}
-	if modes["token"] == 0 || modes["cert"] == 0 {
-		t.Fatalf("want fixtures of both credential kinds, have %v", modes)
+	if modes["token"] == 0 || modes["cert"] == 0 || modes["exec"] == 0 {
+		t.Fatalf("want fixtures of every credential kind (token, cert, exec), have %v", modes)
 	}
 }
 
