@@ -242,25 +242,21 @@ func (r *ClusterReconciler) record(ctx context.Context, cluster *clusterv1.Clust
 		}
 		r.Recorder.Eventf(cluster, reg, eventType, res.Reason, "Register", "Registration %s: %s", reg.Name, res.Message)
 	}
-	r.wake(ctx, reg.Name)
+	r.wake(reg.Name)
 	// The winner of a conflict shows whom it outranks.
 	for _, winner := range []string{prev.ConflictWith, res.ConflictWith} {
 		if winner != "" {
-			r.wake(ctx, winner)
+			r.wake(winner)
 		}
 	}
 	return stored
 }
 
-// wake asks the Registration controller to summarise a Registration again. The send gives up when the
-// reconcile's context ends: once the manager stops, nothing reads the channel any more.
-func (r *ClusterReconciler) wake(ctx context.Context, registration string) {
+// wake asks the Registration controller to summarise a Registration again.
+func (r *ClusterReconciler) wake(registration string) {
 	reg := &fleetv1.Registration{}
 	reg.Name = registration
-	select {
-	case r.registrationEvents <- event.GenericEvent{Object: reg}:
-	case <-ctx.Done():
-	}
+	r.registrationEvents <- event.GenericEvent{Object: reg}
 }
 
 // deregisterCluster removes everything written for a Cluster that is gone or being deleted. It never
@@ -321,7 +317,7 @@ func (r *ClusterReconciler) deregister(ctx context.Context, cluster *clusterv1.C
 					"Registration %s: removed %d secrets", registration, deleted)
 			}
 		}
-		r.wake(ctx, registration)
+		r.wake(registration)
 	}
 	return nil
 }

@@ -123,7 +123,7 @@ func TestExecPluginsNeedTheAllowlist(t *testing.T) {
 		},
 	}
 	must(t, mgmt.Client.Create(ctx, reg))
-	defer func() { _ = mgmt.Client.Delete(context.Background(), reg) }()
+	defer deleteRegistrationAndWait(t, ctx, reg.Name) // before the manager stops: a stop during a deletion is another test
 
 	argoKey := func(k types.NamespacedName) types.NamespacedName {
 		return types.NamespacedName{Namespace: ns, Name: argoSecretName(k)}
@@ -187,7 +187,7 @@ func TestExecPluginsNeedTheAllowlist(t *testing.T) {
 		}
 		must(t, mgmt.EnsureNamespace(ctx, "argocd-exec-sa", nil))
 		must(t, mgmt.Client.Create(ctx, sa))
-		defer func() { _ = mgmt.Client.Delete(context.Background(), sa) }()
+		defer deleteRegistrationAndWait(t, ctx, sa.Name) // before the manager stops: a stop during a deletion is another test
 		if f := failureOf(t, ctx, sa.Name, execKey); f.Reason != fleetv1.ReasonExecNotAllowed {
 			t.Fatalf("%+v, want %s", f, fleetv1.ReasonExecNotAllowed)
 		}
@@ -226,7 +226,7 @@ func TestInsecureTransportNeedsAllowInsecure(t *testing.T) {
 		},
 	}
 	must(t, mgmt.Client.Create(ctx, reg))
-	defer func() { _ = mgmt.Client.Delete(context.Background(), reg) }()
+	defer deleteRegistrationAndWait(t, ctx, reg.Name) // before the manager stops: a stop during a deletion is another test
 
 	for _, k := range []types.NamespacedName{insecureKey, httpKey} {
 		if f := failureOf(t, ctx, reg.Name, k); f.Reason != fleetv1.ReasonInsecureTransport {
@@ -285,7 +285,7 @@ func TestNamesAreInjectiveAndFirstComeFirstServed(t *testing.T) {
 		},
 	}
 	must(t, mgmt.Client.Create(ctx, reg))
-	defer func() { _ = mgmt.Client.Delete(context.Background(), reg) }()
+	defer deleteRegistrationAndWait(t, ctx, reg.Name) // before the manager stops: a stop during a deletion is another test
 
 	t.Run("the default names cannot collide", func(t *testing.T) {
 		expectReady(t, ctx, reg.Name, metav1.ConditionTrue, fleetv1.ReasonRegistered, 2, 2, 0)
@@ -343,7 +343,7 @@ func TestNamesAreInjectiveAndFirstComeFirstServed(t *testing.T) {
 			},
 		}
 		must(t, mgmt.Client.Create(ctx, later))
-		defer func() { _ = mgmt.Client.Delete(context.Background(), later) }()
+		defer deleteRegistrationAndWait(t, ctx, later.Name) // before the manager stops: a stop during a deletion is another test
 		if f := failureOf(t, ctx, later.Name, types.NamespacedName{Namespace: "team", Name: "b-prod"}); f.Reason != fleetv1.ReasonConflict {
 			t.Fatalf("%+v, want %s", f, fleetv1.ReasonConflict)
 		}
@@ -388,7 +388,7 @@ func TestOutputsAreIndependent(t *testing.T) {
 		},
 	}
 	must(t, c.Create(ctx, reg))
-	defer func() { _ = c.Delete(context.Background(), reg) }()
+	defer deleteRegistrationAndWait(t, ctx, reg.Name) // before the manager stops: a stop during a deletion is another test
 
 	outputToken := func(k types.NamespacedName) (string, error) {
 		s := &corev1.Secret{}
@@ -514,7 +514,7 @@ func TestWorkloadCallsAreBounded(t *testing.T) {
 	}
 	start := time.Now()
 	must(t, mgmt.Client.Create(ctx, reg))
-	defer func() { _ = mgmt.Client.Delete(context.Background(), reg) }()
+	defer deleteRegistrationAndWait(t, ctx, reg.Name) // before the manager stops: a stop during a deletion is another test
 
 	if f := failureOf(t, ctx, reg.Name, denied); f.Reason != fleetv1.ReasonDeniedAddress {
 		t.Fatalf("denied: %+v, want %s", f, fleetv1.ReasonDeniedAddress)

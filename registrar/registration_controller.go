@@ -29,6 +29,8 @@ import (
 type RegistrationReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
+	// ReconcileTimeout bounds the cleanup on each workload cluster, as it bounds each Cluster's reconcile.
+	ReconcileTimeout time.Duration
 
 	conns   *connections
 	results *results
@@ -214,6 +216,12 @@ func (r *RegistrationReconciler) removeAccessEverywhere(ctx context.Context, reg
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			ctx := ctx
+			if r.ReconcileTimeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, r.ReconcileTimeout)
+				defer cancel()
+			}
 			conn, err := r.conns.get(ctx, key)
 			if err != nil {
 				return

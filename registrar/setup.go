@@ -212,7 +212,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		return nil, err
 	}
 
-	registrations := &RegistrationReconciler{Client: mgr.GetClient(), Recorder: recorder, conns: conns, results: res, gate: gate}
+	registrations := &RegistrationReconciler{Client: mgr.GetClient(), Recorder: recorder, ReconcileTimeout: opts.ReconcileTimeout,
+		conns: conns, results: res, gate: gate}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("registration").
 		For(&fleetv1.Registration{}).

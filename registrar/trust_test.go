@@ -85,7 +85,7 @@ func TestOutputsAreRepairedProjections(t *testing.T) {
 		},
 	}
 	must(t, c.Create(ctx, reg))
-	defer func() { _ = c.Delete(context.Background(), reg) }()
+	defer deleteRegistrationAndWait(t, ctx, reg.Name) // before the manager stops: a stop during a deletion is another test
 
 	argoKey := types.NamespacedName{Namespace: argoNamespace, Name: argoSecretName(key)}
 	fluxKey := types.NamespacedName{Namespace: tenant, Name: "fleet-trust.edge-eu.kubeconfig"}
