@@ -238,17 +238,9 @@ func (r *ClusterReconciler) applyOutput(ctx context.Context, s *clusterScope, o 
 			"fleetbridge may not write Secrets in namespace %s (allowed: %s); add it to --secret-namespaces (Helm value rbac.secretNamespaces)",
 			d.Namespace, strings.Join(r.Namespaces.Secrets, ", "))
 	}
+	// A Secret of this name that is not among this Cluster's (someone else's, or fleetbridge's for
+	// another owner) makes the write's create fail, and the writer reports whose it is.
 	existing := cachedSecret(s.written, d)
-	if existing == nil {
-		// The cache holds every owned Secret; one owned for someone else is refused by the write.
-		other := &corev1.Secret{}
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(d), other); err == nil {
-			if err := ownedFor(o, other); err != nil {
-				return err
-			}
-			existing = other
-		}
-	}
 	if d.Labels[owned.LabelOutput] == owned.OutputArgoCD {
 		if err := r.checkArgoDuplicates(ctx, s.key, d, existing); err != nil {
 			return err

@@ -104,9 +104,6 @@ type owner struct {
 // write makes the Secret hold desired. existing is the cache's copy (nil when the cache has none).
 func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *corev1.Secret) (writeOutcome, error) {
 	key := client.ObjectKeyFromObject(desired)
-	ac := applyConfigOf(desired)
-	hash := hashOf(ac)
-
 	w.mu.Lock()
 	rec := w.last[key]
 	if existing != nil && rec.written != "" && existing.ResourceVersion == rec.written {
@@ -122,6 +119,8 @@ func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *co
 	if secretUpToDate(existing, desired) {
 		return writeUnchanged, nil
 	}
+	ac := applyConfigOf(desired)
+	hash := hashOf(ac)
 	seenVersion := ""
 	if existing != nil {
 		seenVersion = existing.ResourceVersion
@@ -201,9 +200,9 @@ func (w *secretWriter) apply(ctx context.Context, ac *corev1ac.SecretApplyConfig
 }
 
 // liveOwned reads the live metadata of a Secret a create found, and returns it when it is fleetbridge's
-// for this owner: its ownership labels say so, or its labels were stripped but it is the very Secret
-// fleetbridge wrote (its UID), or fleetbridge's field manager applied its data. Anyone else's Secret is a
-// Conflict.
+// for this owner: its ownership labels say so, or its labels were stripped but it is the very Secret this
+// process wrote (its UID). Anything else, managedFields included (anyone can write them), does not make
+// a Secret fleetbridge's: it is a Conflict.
 func (w *secretWriter) liveOwned(ctx context.Context, o owner, key types.NamespacedName, wroteUID types.UID) (*metav1.PartialObjectMetadata, error) {
 	live := newPartialSecret()
 	if err := w.reader.Get(ctx, key, live); err != nil {
@@ -212,15 +211,10 @@ func (w *secretWriter) liveOwned(ctx context.Context, o owner, key types.Namespa
 	if owned.IsOwned(live.Labels) {
 		return live, ownedFor(o, live)
 	}
-	if (wroteUID != "" && live.UID == wroteUID) || appliedByFleetbridge(live) {
+	if wroteUID != "" && live.UID == wroteUID {
 		return live, nil
 	}
 	return nil, failure(fleetv1.ReasonConflict, "Secret %s/%s exists and is not managed by fleetbridge", key.Namespace, key.Name)
-}
-
-// appliedByFleetbridge says whether fleetbridge's field manager applied a Secret's data.
-func appliedByFleetbridge(obj metav1.Object) bool {
-	return len(appliedFields(obj).data) > 0
 }
 
 // ownedFor refuses a Secret that is not fleetbridge's for this owner. The message names only the

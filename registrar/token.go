@@ -66,14 +66,11 @@ func tokenDecision(cur *currentToken, serviceAccountUID types.UID, ttl time.Dura
 
 // tokenLifetime is exp - iat of a JWT, or 0 when the claims are missing.
 func tokenLifetime(token string) time.Duration {
-	var claims struct {
-		IssuedAt  int64 `json:"iat"`
-		ExpiresAt int64 `json:"exp"`
-	}
-	if !decodeClaims(token, &claims) || claims.IssuedAt == 0 || claims.ExpiresAt <= claims.IssuedAt {
+	t, ok := claimTimes(token)
+	if !ok {
 		return 0
 	}
-	return time.Duration(claims.ExpiresAt-claims.IssuedAt) * time.Second
+	return t.ExpiresAt.Sub(t.IssuedAt)
 }
 
 func decodeClaims(token string, into any) bool {

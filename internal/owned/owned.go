@@ -1,5 +1,6 @@
 // Package owned owns the fleetbridge.io/ labels and annotations that mark what fleetbridge wrote. An object
-// without LabelRegistration is never modified or deleted by fleetbridge.
+// without LabelRegistration is never modified or deleted by fleetbridge, with one exception: a Secret the
+// running controller itself wrote (the same UID) whose labels someone stripped is written back.
 package owned
 
 import (
