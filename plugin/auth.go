@@ -10,46 +10,103 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/go-logr/logr"
 )
 
-// Tokens are the bearer tokens the server accepts: every regular file in a directory (a mounted Secret,
-// so a rotation can keep the old and the new token valid side by side). The directory is read again at
-// most every reloadEvery, so a rotated Secret takes effect without a restart.
+// AdminTokenFile is the token file name (and prefix: "token.next" during a rotation) whose tokens have
+// the full scope. It is the key the default install's token Secret has.
+const AdminTokenFile = "token"
+
+// Tokens are the bearer tokens the server accepts, each bound to a Scope.
+//   - Static tokens (--plugin-token, FLEETBRIDGE_PLUGIN_TOKEN) have the full scope and never change.
+//   - Every regular file in a directory (a mounted Secret) is a token: a file named "token" (or
+//     "token.<anything>") has the full scope, a file named after a tenant (or "<tenant>.<anything>", so a
+//     rotation keeps the old and the new token valid side by side) has that tenant's scope.
+//   - The tenants come from a file (a mounted ConfigMap, see TenantsFile).
+//
+// The directory and the tenants file are read again at most every reloadEvery, so a rotation or a new
+// tenant takes effect without a restart. A reload that fails keeps the last good tokens, and is logged
+// and counted.
 type Tokens struct {
-	dir         string
-	reloadEvery time.Duration
-	now         func() time.Time
+	dir, tenantsFile string
+	reloadEvery      time.Duration
+	now              func() time.Time
+	log              logr.Logger
+	static           []scopedToken
 
 	mu       sync.Mutex
 	loadedAt time.Time
-	tokens   [][]byte
+	loaded   []scopedToken
+	tenants  map[string]*Scope
 	err      error
 }
 
-// NewTokens reads tokens from dir, which must hold at least one non-empty file.
-func NewTokens(dir string, reloadEvery time.Duration) (*Tokens, error) {
-	t := &Tokens{dir: dir, reloadEvery: reloadEvery, now: time.Now}
-	if err := t.load(); err != nil {
-		return nil, err
+type scopedToken struct {
+	token []byte
+	scope *Scope
+}
+
+// TokenSource says where tokens come from.
+type TokenSource struct {
+	// Dir holds one token per file (a mounted Secret).
+	Dir string
+	// TenantsFile declares the tenants whose names token files carry.
+	TenantsFile string
+	// Static tokens have the full scope.
+	Static []string
+	// ReloadEvery is how stale Dir and TenantsFile may be.
+	ReloadEvery time.Duration
+	Log         logr.Logger
+}
+
+// NewTokens reads the tokens of a source, which must give at least one.
+func NewTokens(src TokenSource) (*Tokens, error) {
+	t := &Tokens{dir: src.Dir, tenantsFile: src.TenantsFile, reloadEvery: src.ReloadEvery, now: time.Now, log: src.Log}
+	if t.log.GetSink() == nil {
+		t.log = logr.Discard()
+	}
+	for _, tok := range src.Static {
+		if tok = strings.TrimSpace(tok); tok != "" {
+			t.static = append(t.static, scopedToken{token: []byte(tok), scope: AdminScope()})
+		}
+	}
+	if t.dir == "" && t.tenantsFile != "" {
+		return nil, fmt.Errorf("plugin tokens: a tenants file needs a tokens directory with the tenants' tokens")
+	}
+	if t.dir != "" {
+		if err := t.load(); err != nil {
+			return nil, err
+		}
+	}
+	if len(t.static)+len(t.loaded) == 0 {
+		return nil, fmt.Errorf("plugin: no bearer token configured (--plugin-tokens-dir or --plugin-token)")
 	}
 	return t, nil
 }
 
-// StaticTokens accepts exactly the given tokens (tests, and `--plugin-token` for local runs).
+// StaticTokens accepts exactly the given tokens, with the full scope (tests and local runs).
 func StaticTokens(tokens ...string) *Tokens {
-	t := &Tokens{reloadEvery: -1, now: time.Now}
+	t := &Tokens{now: time.Now, log: logr.Discard()}
 	for _, tok := range tokens {
-		t.tokens = append(t.tokens, []byte(tok))
+		t.static = append(t.static, scopedToken{token: []byte(tok), scope: AdminScope()})
 	}
 	return t
 }
 
+// load reads the directory and the tenants file; on error the last good tokens stay.
 func (t *Tokens) load() error {
+	tenants := map[string]*Scope{}
+	if t.tenantsFile != "" {
+		var err error
+		if tenants, err = readTenants(t.tenantsFile); err != nil {
+			return err
+		}
+	}
 	entries, err := os.ReadDir(t.dir)
 	if err != nil {
 		return fmt.Errorf("plugin tokens: %w", err)
 	}
-	var tokens [][]byte
+	var tokens []scopedToken
 	for _, e := range entries {
 		// Kubernetes mounts Secret keys as symlinks into a hidden ..data directory.
 		if strings.HasPrefix(e.Name(), ".") {
@@ -57,43 +114,100 @@ func (t *Tokens) load() error {
 		}
 		data, err := os.ReadFile(filepath.Join(t.dir, e.Name()))
 		if err != nil {
+			continue // a directory, or a key removed between the listing and the read
+		}
+		tok := strings.TrimSpace(string(data))
+		if tok == "" {
 			continue
 		}
-		if tok := strings.TrimSpace(string(data)); tok != "" {
-			tokens = append(tokens, []byte(tok))
+		owner, _, _ := strings.Cut(e.Name(), ".")
+		scope := tenants[owner]
+		switch {
+		case owner == AdminTokenFile:
+			scope = AdminScope()
+		case scope == nil:
+			return fmt.Errorf("plugin tokens: file %s names no declared tenant (declare %q in the tenants file, or name the file %q for the full scope)", e.Name(), owner, AdminTokenFile)
 		}
+		for _, other := range tokens {
+			if subtle.ConstantTimeCompare(other.token, []byte(tok)) == 1 && other.scope.Tenant != scope.Tenant {
+				return fmt.Errorf("plugin tokens: file %s holds the same token as a file of another tenant", e.Name())
+			}
+		}
+		tokens = append(tokens, scopedToken{token: []byte(tok), scope: scope})
 	}
-	if len(tokens) == 0 {
+	if len(tokens) == 0 && len(t.static) == 0 {
 		return fmt.Errorf("plugin tokens: no token in %s", t.dir)
 	}
-	t.tokens, t.loadedAt = tokens, t.now()
+	t.loaded, t.tenants, t.loadedAt = tokens, tenants, t.now()
 	return nil
 }
 
-// valid compares in constant time against every accepted token.
-func (t *Tokens) valid(presented string) bool {
+// TenantScope is a declared tenant's scope, as last loaded; nil when it is not declared.
+func (t *Tokens) TenantScope(name string) *Scope {
 	t.mu.Lock()
-	if t.reloadEvery >= 0 && t.now().Sub(t.loadedAt) >= t.reloadEvery {
-		// A failed reload keeps the last good tokens.
-		t.err = t.load()
-	}
-	tokens := t.tokens
-	t.mu.Unlock()
-	ok := 0
-	for _, tok := range tokens {
-		ok |= subtle.ConstantTimeCompare(tok, []byte(presented))
-	}
-	return ok == 1 && presented != ""
+	defer t.mu.Unlock()
+	return t.tenants[name]
 }
 
-// requireToken is the auth middleware: `Authorization: Bearer <token>` or 401.
+// scopeOf is the scope of a presented token, comparing in constant time against every accepted one; nil
+// when none matches.
+func (t *Tokens) scopeOf(presented string) *Scope {
+	t.mu.Lock()
+	if t.dir != "" && t.now().Sub(t.loadedAt) >= t.reloadEvery {
+		err := t.load()
+		if err != nil {
+			tokenReloadFailures.Inc()
+			if t.err == nil || t.err.Error() != err.Error() {
+				t.log.Error(err, "could not reload the plugin tokens; the last good ones stay valid")
+			}
+			// Retry at the next interval, not on every request.
+			t.loadedAt = t.now()
+		}
+		t.err = err
+	}
+	loaded := t.loaded
+	t.mu.Unlock()
+	var match *Scope
+	for _, list := range [][]scopedToken{t.static, loaded} {
+		for _, tok := range list {
+			if subtle.ConstantTimeCompare(tok.token, []byte(presented)) == 1 {
+				match = tok.scope
+			}
+		}
+	}
+	if presented == "" {
+		return nil
+	}
+	return match
+}
+
+// scopeKey is where requireToken leaves the request's scope for the handlers.
+const scopeKey = "fleetbridge.scope"
+
+// requireToken is the auth middleware: `Authorization: Bearer <token>` (the scheme in any case, as
+// RFC 9110 says) or 401 with a Bearer challenge. The token's scope goes into the request context.
 func (s *Server) requireToken(c *gin.Context) {
-	header := c.GetHeader("Authorization")
-	token, found := strings.CutPrefix(header, "Bearer ")
-	if !found || !s.tokens.valid(strings.TrimSpace(token)) {
+	scheme, token, _ := strings.Cut(strings.TrimSpace(c.GetHeader("Authorization")), " ")
+	var scope *Scope
+	if strings.EqualFold(scheme, "Bearer") {
+		scope = s.tokens.scopeOf(strings.TrimSpace(token))
+	}
+	if scope == nil {
+		c.Header("WWW-Authenticate", `Bearer realm="fleetbridge"`)
 		s.fail(c, newError(kindUnauthorized, "missing or invalid bearer token"))
 		c.Abort()
 		return
 	}
+	c.Set(scopeKey, scope)
 	c.Next()
+}
+
+// scopeFrom is the scope requireToken found.
+func scopeFrom(c *gin.Context) *Scope {
+	if v, ok := c.Get(scopeKey); ok {
+		if scope, ok := v.(*Scope); ok {
+			return scope
+		}
+	}
+	return &Scope{Tenant: "none", WorkloadNamespaces: []string{}, Registrations: []string{}}
 }

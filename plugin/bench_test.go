@@ -85,7 +85,7 @@ func (w *countingWriter) Write(b []byte) (int, error) { w.n += len(b); return le
 func BenchmarkPluginAnswer(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		store := syntheticStore(n)
-		srv := NewServer(syncedStore{store}, StaticTokens("bench"), logr.Discard())
+		srv := NewServer(syncedStore{store}, StaticTokens("bench"), logr.Discard(), 0)
 		body := []byte(`{"applicationSetName":"bench","input":{"parameters":{}}}`)
 		for _, gz := range []bool{false, true} {
 			b.Run(fmt.Sprintf("clusters=%d/gzip=%t", n, gz), func(b *testing.B) {

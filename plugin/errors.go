@@ -12,6 +12,7 @@ const (
 	kindInternal errorKind = iota
 	kindBadRequest
 	kindUnauthorized
+	kindForbidden
 	kindTooLarge
 	kindNotReady
 	kindNotFound
@@ -34,6 +35,7 @@ var statusOf = map[errorKind]int{
 	kindInternal:      http.StatusInternalServerError,
 	kindBadRequest:    http.StatusBadRequest,
 	kindUnauthorized:  http.StatusUnauthorized,
+	kindForbidden:     http.StatusForbidden,
 	kindTooLarge:      http.StatusRequestEntityTooLarge,
 	kindNotReady:      http.StatusServiceUnavailable,
 	kindNotFound:      http.StatusNotFound,

@@ -13,17 +13,13 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-
-	"github.com/fleetbridge/fleetbridge/internal/fleet"
 )
 
 // argoRequest is the body Argo CD's plugin generator POSTs. Top-level fields Argo CD may add later are
 // tolerated; the parameters, which users write, are checked strictly.
 type argoRequest struct {
-	ApplicationSetName string `json:"applicationSetName"`
-	Input              struct {
-		Parameters json.RawMessage `json:"parameters"`
-	} `json:"input"`
+	ApplicationSetName string          `json:"applicationSetName"`
+	Input              json.RawMessage `json:"input"`
 }
 
 // parameters are the inputs users put in the generator's input.parameters.
@@ -33,46 +29,113 @@ type parameters struct {
 	WorkloadNamespace string          `json:"workloadNamespace"`
 	ClusterSelector   json.RawMessage `json:"clusterSelector"`
 	Registration      string          `json:"registration"`
-	IncludeUnready    bool            `json:"includeUnready"`
+	ReadyOnly         bool            `json:"readyOnly"`
+	// IncludeUnready is accepted for old ApplicationSets; unready clusters are always included now
+	// unless readyOnly is set.
+	IncludeUnready bool `json:"includeUnready"`
 }
 
-// parseArgoRequest reads and checks a plugin generator request.
-func parseArgoRequest(body io.Reader) (string, fleet.Filter, error) {
-	var req argoRequest
-	if err := json.NewDecoder(body).Decode(&req); err != nil {
+// parseArgoRequest reads and checks a plugin generator request: a JSON object whose input, when
+// present, is an object whose parameters, when present, are an object of known fields.
+func parseArgoRequest(body io.Reader) (string, query, error) {
+	raw, err := io.ReadAll(body)
+	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return "", fleet.Filter{}, newError(kindTooLarge, "request body is larger than 1 MiB")
+			return "", query{}, newError(kindTooLarge, "request body is larger than 1 MiB")
 		}
-		return "", fleet.Filter{}, newError(kindBadRequest, "request body is not a plugin generator request: "+jsonProblem(err, ""))
+		return "", query{}, newError(kindBadRequest, "request body could not be read")
+	}
+	if err := requireObject(raw, "body"); err != nil {
+		return "", query{}, err
+	}
+	var req argoRequest
+	if err := json.Unmarshal(raw, &req); err != nil {
+		return "", query{}, newError(kindBadRequest, "request body is not a plugin generator request: "+jsonProblem(err, ""))
+	}
+	var input struct {
+		Parameters json.RawMessage `json:"parameters"`
+	}
+	if len(req.Input) > 0 {
+		if err := requireObject(req.Input, "input"); err != nil {
+			return "", query{}, err
+		}
+		if err := json.Unmarshal(req.Input, &input); err != nil {
+			return "", query{}, newError(kindBadRequest, jsonProblem(err, "input"))
+		}
 	}
 	var p parameters
-	if raw := bytes.TrimSpace(req.Input.Parameters); len(raw) > 0 && string(raw) != "null" {
-		dec := json.NewDecoder(bytes.NewReader(raw))
+	if len(input.Parameters) > 0 {
+		if err := requireObject(input.Parameters, "input.parameters"); err != nil {
+			return "", query{}, err
+		}
+		dec := json.NewDecoder(bytes.NewReader(input.Parameters))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&p); err != nil {
-			return "", fleet.Filter{}, newError(kindBadRequest, jsonProblem(err, "input.parameters"))
+			return "", query{}, newError(kindBadRequest, jsonProblem(err, "input.parameters"))
 		}
 	}
-	f, err := p.filter("input.parameters.")
-	return req.ApplicationSetName, f, err
+	q, err := p.query("input.parameters.")
+	return req.ApplicationSetName, q, err
 }
 
-func (p parameters) filter(prefix string) (fleet.Filter, error) {
-	f := fleet.Filter{Workloads: p.Workloads, WorkloadNamespace: p.WorkloadNamespace, Registration: p.Registration, IncludeUnready: p.IncludeUnready}
-	for i, name := range p.Workloads {
-		if strings.TrimSpace(name) == "" {
-			return f, newError(kindBadRequest, fmt.Sprintf("%sworkloads[%d]: empty name", prefix, i))
+// requireObject refuses JSON that is not an object (null, a list, a string, nothing): decoding such a
+// body into a struct would succeed and read as "no filter", the widest answer.
+func requireObject(raw json.RawMessage, field string) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return newError(kindBadRequest, field+": empty")
+	}
+	if raw[0] != '{' {
+		kind := "a JSON value"
+		switch raw[0] {
+		case 'n':
+			kind = "null"
+		case '[':
+			kind = "a list"
+		case '"':
+			kind = "a string"
 		}
+		return newError(kindBadRequest, fmt.Sprintf("%s: expected a JSON object, got %s", field, kind))
+	}
+	return nil
+}
+
+func (p parameters) query(prefix string) (query, error) {
+	q := query{workloadNamespace: p.WorkloadNamespace, registration: p.Registration, readyOnly: p.ReadyOnly}
+	for i, name := range p.Workloads {
+		ref, err := parseWorkloadRef(name)
+		if err != nil {
+			return q, newError(kindBadRequest, fmt.Sprintf("%sworkloads[%d]: %s", prefix, i, err))
+		}
+		q.workloads = append(q.workloads, ref)
 	}
 	var err error
-	if f.WorkloadSelector, err = selectorFrom(p.WorkloadSelector, prefix+"workloadSelector"); err != nil {
-		return f, err
+	if q.workloadSelector, err = selectorFrom(p.WorkloadSelector, prefix+"workloadSelector"); err != nil {
+		return q, err
 	}
-	if f.ClusterSelector, err = selectorFrom(p.ClusterSelector, prefix+"clusterSelector"); err != nil {
-		return f, err
+	if q.clusterSelector, err = selectorFrom(p.ClusterSelector, prefix+"clusterSelector"); err != nil {
+		return q, err
 	}
-	return f, nil
+	return q, nil
+}
+
+// parseWorkloadRef reads "name" or "namespace/name".
+func parseWorkloadRef(s string) (workloadRef, error) {
+	s = strings.TrimSpace(s)
+	ns, name, qualified := strings.Cut(s, "/")
+	if !qualified {
+		ns, name = "", s
+	}
+	switch {
+	case name == "":
+		return workloadRef{}, fmt.Errorf("empty name")
+	case qualified && ns == "":
+		return workloadRef{}, fmt.Errorf("%q has an empty namespace", s)
+	case strings.Contains(name, "/"):
+		return workloadRef{}, fmt.Errorf("%q: expected name or namespace/name", s)
+	}
+	return workloadRef{namespace: ns, name: name}, nil
 }
 
 // selectorFrom accepts a Kubernetes label selector object ({"matchLabels": ...}) or its string form
@@ -146,46 +209,55 @@ func orBody(field string) string {
 // fluxQueryKeys are the query parameters GET /api/v1/flux/inputs accepts.
 var fluxQueryKeys = map[string]bool{
 	"workloads": true, "workloadSelector": true, "workloadNamespace": true,
-	"clusterSelector": true, "registration": true, "includeUnready": true,
+	"clusterSelector": true, "registration": true, "readyOnly": true, "includeUnready": true,
 }
 
-// ParseFluxQuery is parseFluxQuery for callers outside the server (tests of examples).
-func ParseFluxQuery(q url.Values) (fleet.Filter, error) { return parseFluxQuery(q) }
+// ParseFluxQuery checks a Flux query as the server does (tests of examples).
+func ParseFluxQuery(q url.Values) error {
+	_, err := parseFluxQuery(q)
+	return err
+}
 
 // parseFluxQuery reads the same filters as the Argo CD inputs from query parameters; selectors use the
-// string form and workloads is comma separated.
-func parseFluxQuery(q url.Values) (fleet.Filter, error) {
-	for key := range q {
+// string form and workloads is comma separated. A parameter given twice is an error, not a guess.
+func parseFluxQuery(values url.Values) (query, error) {
+	for key, vs := range values {
 		if !fluxQueryKeys[key] {
-			return fleet.Filter{}, newError(kindBadRequest, fmt.Sprintf("query parameter %q is not known", key))
+			return query{}, newError(kindBadRequest, fmt.Sprintf("query parameter %q is not known", key))
+		}
+		if len(vs) > 1 {
+			return query{}, newError(kindBadRequest, fmt.Sprintf("query parameter %q is given %d times", key, len(vs)))
 		}
 	}
-	f := fleet.Filter{WorkloadNamespace: q.Get("workloadNamespace"), Registration: q.Get("registration")}
-	if w := q.Get("workloads"); w != "" {
-		for _, name := range strings.Split(w, ",") {
-			if name = strings.TrimSpace(name); name == "" {
-				return f, newError(kindBadRequest, "workloads: empty name")
+	q := query{workloadNamespace: values.Get("workloadNamespace"), registration: values.Get("registration")}
+	if w := values.Get("workloads"); w != "" {
+		for i, name := range strings.Split(w, ",") {
+			ref, err := parseWorkloadRef(name)
+			if err != nil {
+				return q, newError(kindBadRequest, fmt.Sprintf("workloads[%d]: %s", i, err))
 			}
-			f.Workloads = append(f.Workloads, strings.TrimSpace(name))
+			q.workloads = append(q.workloads, ref)
 		}
 	}
-	if v := q.Get("includeUnready"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return f, newError(kindBadRequest, "includeUnready: expected true or false")
+	for key, dst := range map[string]*bool{"readyOnly": &q.readyOnly, "includeUnready": new(bool)} {
+		if v := values.Get(key); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return q, newError(kindBadRequest, key+": expected true or false")
+			}
+			*dst = b
 		}
-		f.IncludeUnready = b
 	}
 	var err error
-	if v := q.Get("workloadSelector"); v != "" {
-		if f.WorkloadSelector, err = parseSelector(v, "workloadSelector"); err != nil {
-			return f, err
+	if v := values.Get("workloadSelector"); v != "" {
+		if q.workloadSelector, err = parseSelector(v, "workloadSelector"); err != nil {
+			return q, err
 		}
 	}
-	if v := q.Get("clusterSelector"); v != "" {
-		if f.ClusterSelector, err = parseSelector(v, "clusterSelector"); err != nil {
-			return f, err
+	if v := values.Get("clusterSelector"); v != "" {
+		if q.clusterSelector, err = parseSelector(v, "clusterSelector"); err != nil {
+			return q, err
 		}
 	}
-	return f, nil
+	return q, nil
 }

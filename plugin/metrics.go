@@ -19,6 +19,14 @@ var (
 		Name: "fleetbridge_plugin_pairs_served_total",
 		Help: "Cluster x workload pairs served, by protocol.",
 	}, []string{"protocol"})
+	answersRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetbridge_plugin_answers_refused_total",
+		Help: "Answers refused before they were built because they were over --max-answer-bytes, by protocol.",
+	}, []string{"protocol"})
+	tokenReloadFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fleetbridge_plugin_token_reload_failures_total",
+		Help: "Reloads of the plugin tokens directory or tenants file that failed (the last good tokens stay valid).",
+	})
 	refreshes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "fleetbridge_plugin_applicationset_refreshes_total",
 		Help: "ApplicationSets nudged with the refresh annotation because their answer changed.",
@@ -26,5 +34,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(requests, latency, pairsServed, refreshes)
+	metrics.Registry.MustRegister(requests, latency, pairsServed, answersRefused, tokenReloadFailures, refreshes)
 }

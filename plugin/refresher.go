@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -29,10 +30,13 @@ const RefreshAnnotation = "argocd.argoproj.io/application-set-refresh"
 type Refresher struct {
 	Client client.Client
 	Fleet  *fleet.Store
-	// ConfigMaps are the plugin ConfigMap names (configMapRef.name) that point at this server.
-	ConfigMaps map[string]bool
-	Interval   time.Duration
-	Log        logr.Logger
+	// ConfigMaps are the plugin ConfigMap names (configMapRef.name) that point at this server, each with
+	// the tenant whose token it carries ("" for the full scope): an answer is hashed within that scope.
+	ConfigMaps map[string]string
+	// Tokens know the tenants' scopes.
+	Tokens   *Tokens
+	Interval time.Duration
+	Log      logr.Logger
 
 	answers map[types.NamespacedName]string // ApplicationSet -> hash of the pairs it got last time
 }
@@ -86,7 +90,7 @@ func (r *Refresher) refresh(ctx context.Context) error {
 			continue
 		}
 		seen[key] = true
-		hash := answerHash(snap, inputs)
+		hash := answerHash(snap, inputs, r.scopeOf)
 		if prev, known := r.answers[key]; known && prev == hash {
 			continue
 		}
@@ -109,18 +113,38 @@ func (r *Refresher) refresh(ctx context.Context) error {
 	return nil
 }
 
+// scopeOf is the scope of a ConfigMap's tenant; a tenant the tokens do not declare (yet) hashes as
+// the full scope, whose answer changes whenever a narrower one does.
+func (r *Refresher) scopeOf(tenant string) *Scope {
+	if tenant != "" && r.Tokens != nil {
+		if scope := r.Tokens.TenantScope(tenant); scope != nil {
+			return scope
+		}
+	}
+	return AdminScope()
+}
+
+// pluginInput is one plugin generator's input and the tenant of the ConfigMap it uses.
+type pluginInput struct {
+	tenant     string
+	parameters json.RawMessage
+}
+
 // pluginInputs finds, anywhere in an ApplicationSet spec (matrix and merge generators nest), the input
 // parameters of plugin generators whose configMapRef names one of ours.
-func pluginInputs(node any, configMaps map[string]bool) []json.RawMessage {
-	var out []json.RawMessage
+func pluginInputs(node any, configMaps map[string]string) []pluginInput {
+	var out []pluginInput
 	switch n := node.(type) {
 	case map[string]any:
 		if plugin, ok := n["plugin"].(map[string]any); ok {
 			name, _, _ := unstructured.NestedString(plugin, "configMapRef", "name")
-			if configMaps[name] {
-				params, _, _ := unstructured.NestedFieldNoCopy(plugin, "input", "parameters")
-				raw, _ := json.Marshal(params)
-				out = append(out, raw)
+			if tenant, ours := configMaps[name]; ours {
+				params, found, _ := unstructured.NestedFieldNoCopy(plugin, "input", "parameters")
+				var raw json.RawMessage
+				if found {
+					raw, _ = json.Marshal(params)
+				}
+				out = append(out, pluginInput{tenant: tenant, parameters: raw})
 			}
 		}
 		for k, v := range n {
@@ -136,24 +160,30 @@ func pluginInputs(node any, configMaps map[string]bool) []json.RawMessage {
 	return out
 }
 
-// answerHash digests what the server would answer for each input; an input it would refuse hashes as
-// its error, so fixing it also triggers a refresh.
-func answerHash(snap *fleet.Snapshot, inputs []json.RawMessage) string {
+// answerHash digests what the server would answer for each input, streaming the answer into the hash
+// without building it; an input it would refuse hashes as its error, so fixing it also triggers a
+// refresh.
+func answerHash(snap *fleet.Snapshot, inputs []pluginInput, scopeOf func(tenant string) *Scope) string {
 	h := sha256.New()
-	for _, raw := range inputs {
-		body, _ := json.Marshal(map[string]any{"input": map[string]json.RawMessage{"parameters": raw}})
-		_, filter, err := parseArgoRequest(bytes.NewReader(body))
-		if err != nil {
-			h.Write([]byte("error:" + err.Error()))
-			continue
+	bw := bufio.NewWriterSize(h, 32<<10)
+	for _, in := range inputs {
+		body := []byte(`{"input":{}}`)
+		if in.parameters != nil {
+			body, _ = json.Marshal(map[string]any{"input": map[string]json.RawMessage{"parameters": in.parameters}})
 		}
-		enc, _, err := snap.AppendPairs(nil, filter, fleet.ArgoCD)
-		if err != nil {
-			h.Write([]byte("error:" + err.Error()))
-			continue
+		_, q, err := parseArgoRequest(bytes.NewReader(body))
+		var filter fleet.Filter
+		if err == nil {
+			filter, err = q.filter(scopeOf(in.tenant), snap)
 		}
-		h.Write(enc)
-		h.Write([]byte{0})
+		if err == nil {
+			_, err = snap.WritePairs(bw, filter, fleet.ArgoCD)
+		}
+		if err != nil {
+			_, _ = bw.WriteString("error:" + err.Error())
+		}
+		_ = bw.WriteByte(0)
 	}
+	_ = bw.Flush()
 	return hex.EncodeToString(h.Sum(nil))
 }

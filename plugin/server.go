@@ -1,10 +1,12 @@
 package plugin
 
 import (
-	"bytes"
+	"bufio"
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -30,18 +32,28 @@ const (
 	maxFluxBody    = 900 << 10 // Flux Operator's ExternalService limit on the answer.
 )
 
+// DefaultMaxAnswerBytes bounds an answer when no memory limit says otherwise. A 100,000-pair answer of
+// the benchmark fleet is about 61 MB; Argo CD's ApplicationSet controller buffers the whole body, so the
+// bound protects it as much as this server.
+const DefaultMaxAnswerBytes = 256 << 20
+
 // Server answers the plugin protocols. It holds its dependencies; routes lists every endpoint.
 type Server struct {
 	fleet  Fleet
 	tokens *Tokens
 	log    logr.Logger
 	engine *gin.Engine
+	// maxAnswer is the largest answer in bytes, checked before the answer is written.
+	maxAnswer int64
 }
 
-// NewServer builds the server and its routes.
-func NewServer(f Fleet, tokens *Tokens, log logr.Logger) *Server {
+// NewServer builds the server and its routes; maxAnswerBytes <= 0 means DefaultMaxAnswerBytes.
+func NewServer(f Fleet, tokens *Tokens, log logr.Logger, maxAnswerBytes int64) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{fleet: f, tokens: tokens, log: log, engine: gin.New()}
+	if maxAnswerBytes <= 0 {
+		maxAnswerBytes = DefaultMaxAnswerBytes
+	}
+	s := &Server{fleet: f, tokens: tokens, log: log, engine: gin.New(), maxAnswer: maxAnswerBytes}
 	s.routes()
 	return s
 }
@@ -82,80 +94,121 @@ func (s *Server) snapshot() (*fleet.Snapshot, error) {
 	return s.fleet.Snapshot(), nil
 }
 
-// answerBuffers recycles answer bodies: a large fleet's answer is tens of megabytes, and allocating it
-// afresh for every ApplicationSet reconcile would dominate the server's memory traffic.
-var answerBuffers = sync.Pool{New: func() any { return new([]byte) }}
-
 // handleArgoCD answers POST /api/v1/getparams.execute.
 func (s *Server) handleArgoCD(c *gin.Context) {
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxRequestBody)
-	appSet, filter, err := parseArgoRequest(c.Request.Body)
+	appSet, q, err := parseArgoRequest(c.Request.Body)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if n, ok := s.answer(c, filter, fleet.ArgoCD, `{"output":{"parameters":`, "}}\n", 0); ok {
+	if n, ok := s.answer(c, q, argoAnswer); ok {
 		s.log.V(1).Info("answered plugin generator", "applicationSet", appSet, "pairs", n)
 	}
 }
 
 // handleFlux answers GET /api/v1/flux/inputs.
 func (s *Server) handleFlux(c *gin.Context) {
-	filter, err := parseFluxQuery(c.Request.URL.Query())
+	q, err := parseFluxQuery(c.Request.URL.Query())
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.answer(c, filter, fleet.Flux, `{"inputs":`, "}\n", maxFluxBody)
+	s.answer(c, q, fluxAnswer)
 }
 
-// answer writes the pairs a filter allows, wrapped in a protocol's envelope, and reports how many.
-func (s *Server) answer(c *gin.Context, filter fleet.Filter, style fleet.Style, open, closing string, limit int) (int, bool) {
+// protocol is one answer format: the pairs' style inside an envelope, and the client's own size limit.
+type protocol struct {
+	name           string
+	style          fleet.Style
+	open, closing  string
+	clientMaxBytes int64
+}
+
+var (
+	argoAnswer = protocol{name: "argocd", style: fleet.ArgoCD, open: `{"output":{"parameters":`, closing: "}}\n"}
+	fluxAnswer = protocol{name: "flux", style: fleet.Flux, open: `{"inputs":`, closing: "}\n", clientMaxBytes: maxFluxBody}
+)
+
+// narrowHint names the filters that make an answer smaller.
+const narrowHint = "narrow it with workloads, workloadSelector, workloadNamespace, clusterSelector or registration"
+
+// answer writes the pairs a query allows within the token's scope, and reports how many. Its size is
+// measured from the encoded fragments first, so an answer over a limit is refused before any of it is
+// built, and one within the limits is streamed: it is never held in memory whole.
+func (s *Server) answer(c *gin.Context, q query, p protocol) (int, bool) {
 	snap, err := s.snapshot()
 	if err != nil {
 		s.fail(c, err)
 		return 0, false
 	}
-	buf := answerBuffers.Get().(*[]byte)
-	defer answerBuffers.Put(buf)
-	body, n, err := snap.AppendPairs(append((*buf)[:0], open...), filter, style)
+	filter, err := q.filter(scopeFrom(c), snap)
 	if err != nil {
 		s.fail(c, err)
 		return 0, false
 	}
-	body = append(body, closing...)
-	*buf = body
-	protocol := "argocd"
-	if style == fleet.Flux {
-		protocol = "flux"
+	size, n, err := snap.MeasurePairs(filter, p.style)
+	if err != nil {
+		s.fail(c, err)
+		return 0, false
 	}
-	pairsServed.WithLabelValues(protocol).Add(float64(n))
-	return n, s.writeBody(c, body, limit)
-}
-
-// writeBody sends a complete answer: it is built in full before anything is sent, so a failure is still
-// a 500 and never a truncated 200; limit > 0 refuses answers larger than the client accepts.
-func (s *Server) writeBody(c *gin.Context, body []byte, limit int) bool {
-	if limit > 0 && len(body) > limit {
-		s.fail(c, newError(kindUnprocessable, "the answer is "+strconv.Itoa(len(body))+
-			" bytes, over the 900 KiB Flux Operator accepts; narrow it with workloads, workloadSelector, workloadNamespace, clusterSelector or registration, and use one ResourceSetInputProvider per slice"))
-		return false
+	size += int64(len(p.open) + len(p.closing))
+	if p.clientMaxBytes > 0 && size > p.clientMaxBytes {
+		s.fail(c, newError(kindUnprocessable, fmt.Sprintf("the answer is %d bytes (%d inputs), over the 900 KiB Flux Operator accepts; %s, and use one ResourceSetInputProvider per slice", size, n, narrowHint)))
+		return 0, false
+	}
+	if size > s.maxAnswer {
+		answersRefused.WithLabelValues(p.name).Inc()
+		s.fail(c, newError(kindUnprocessable, fmt.Sprintf("the answer is %d bytes (%d pairs), over this server's limit of %d bytes (--max-answer-bytes); %s", size, n, s.maxAnswer, narrowHint)))
+		return 0, false
 	}
 	c.Header("Content-Type", "application/json")
-	if strings.Contains(c.GetHeader("Accept-Encoding"), "gzip") {
-		var zbuf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&zbuf, gzip.BestSpeed)
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		body = zbuf.Bytes()
+	var out io.Writer = c.Writer
+	var zw *gzip.Writer
+	if acceptsGzip(c.GetHeader("Accept-Encoding")) {
+		zw = gzipWriters.Get().(*gzip.Writer)
+		zw.Reset(c.Writer)
+		defer gzipWriters.Put(zw)
+		out = zw
 		c.Header("Content-Encoding", "gzip")
 		c.Header("Vary", "Accept-Encoding")
+	} else {
+		c.Header("Content-Length", strconv.FormatInt(size, 10))
 	}
-	c.Header("Content-Length", strconv.Itoa(len(body)))
 	c.Status(http.StatusOK)
-	_, _ = c.Writer.Write(body)
-	return true
+	bw := bufferedWriters.Get().(*bufio.Writer)
+	bw.Reset(out)
+	defer bufferedWriters.Put(bw)
+	_, _ = bw.WriteString(p.open)
+	if _, err := snap.WritePairs(bw, filter, p.style); err != nil {
+		// The status is sent: abort the connection so the client sees a failed answer, never a short 200.
+		s.log.Error(err, "plugin answer failed while streaming", "path", c.Request.URL.Path)
+		panic(http.ErrAbortHandler)
+	}
+	_, _ = bw.WriteString(p.closing)
+	if err := bw.Flush(); err == nil && zw != nil {
+		_ = zw.Close()
+	}
+	pairsServed.WithLabelValues(p.name).Add(float64(n))
+	return n, true
 }
+
+// acceptsGzip reads an Accept-Encoding header: gzip listed, and not with q=0.
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			return strings.ReplaceAll(strings.TrimSpace(params), " ", "") != "q=0"
+		}
+	}
+	return false
+}
+
+// Writers are recycled: a fleet's answers come in bursts (every ApplicationSet after a refresh).
+var (
+	bufferedWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+	gzipWriters     = sync.Pool{New: func() any { zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed); return zw }}
+)
 
 // fail writes {"error": ...} with the status the error table gives.
 func (s *Server) fail(c *gin.Context, err error) {
@@ -171,6 +224,9 @@ func (s *Server) fail(c *gin.Context, err error) {
 func (s *Server) recoverJSON(c *gin.Context) {
 	defer func() {
 		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
 			s.log.Error(nil, "plugin handler panicked", "panic", r, "path", c.Request.URL.Path)
 			if !c.Writer.Written() {
 				c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})

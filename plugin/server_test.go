@@ -129,8 +129,8 @@ func pairNames(t *testing.T, r response) []string {
 }
 
 func TestServer(t *testing.T) {
-	ready := NewServer(&staticFleet{synced: true, snap: testFleet()}, StaticTokens(token, nextToken), logr.Discard())
-	unsynced := NewServer(&staticFleet{synced: false, snap: testFleet()}, StaticTokens(token), logr.Discard())
+	ready := NewServer(&staticFleet{synced: true, snap: testFleet()}, StaticTokens(token, nextToken), logr.Discard(), 0)
+	unsynced := NewServer(&staticFleet{synced: false, snap: testFleet()}, StaticTokens(token), logr.Discard(), 0)
 	bearer := "Bearer " + token
 	const execute = "/api/v1/getparams.execute"
 	huge := argoBody(`{"registration":"` + strings.Repeat("x", 1<<20) + `"}`)
@@ -148,11 +148,22 @@ func TestServer(t *testing.T) {
 		wantPairs []string // for 200 answers of the Argo CD endpoint
 	}{
 		{"no token", ready, "POST", execute, "", argoBody(""), nil, 401, "bearer token", nil},
+		{"bearer in capitals", ready, "POST", execute, "BEARER " + token, argoBody(`{"workloads":["monitor"]}`), nil, 200, "", []string{"monitor@c2"}},
 		{"wrong token", ready, "POST", execute, "Bearer nope", argoBody(""), nil, 401, "bearer token", nil},
 		{"empty bearer", ready, "POST", execute, "Bearer ", argoBody(""), nil, 401, "bearer token", nil},
 		{"basic auth is not a bearer token", ready, "POST", execute, "Basic " + token, argoBody(""), nil, 401, "bearer token", nil},
 		{"second token during rotation", ready, "POST", execute, "Bearer " + nextToken, argoBody(`{"workloads":["web"]}`), nil, 200, "",
-			[]string{"web@c1", "web@c4"}},
+			[]string{"web@c1", "web@c3", "web@c4"}},
+		{"the scheme is case-insensitive", ready, "POST", execute, "bearer " + token, argoBody(`{"workloads":["web"]}`), nil, 200, "",
+			[]string{"web@c1", "web@c3", "web@c4"}},
+		{"body is null", ready, "POST", execute, bearer, []byte("null"), nil, 400, "body: expected a JSON object, got null", nil},
+		{"body is a list", ready, "POST", execute, bearer, []byte("[]"), nil, 400, "body: expected a JSON object, got a list", nil},
+		{"body is a string", ready, "POST", execute, bearer, []byte(`"x"`), nil, 400, "body: expected a JSON object, got a string", nil},
+		{"input is not an object", ready, "POST", execute, bearer, []byte(`{"input":[1]}`), nil, 400, "input: expected a JSON object, got a list", nil},
+		{"input is null", ready, "POST", execute, bearer, []byte(`{"input":null}`), nil, 400, "input: expected a JSON object, got null", nil},
+		{"parameters are a list", ready, "POST", execute, bearer, argoBody(`["web"]`), nil, 400, "input.parameters: expected a JSON object, got a list", nil},
+		{"parameters are null", ready, "POST", execute, bearer, argoBody("null"), nil, 400, "input.parameters: expected a JSON object, got null", nil},
+		{"a workload with an empty namespace", ready, "POST", execute, bearer, argoBody(`{"workloads":["/web"]}`), nil, 400, "input.parameters.workloads[0]", nil},
 		{"caches not synced", unsynced, "POST", execute, bearer, argoBody(""), nil, 503, "not synced", nil},
 		{"body is not JSON", ready, "POST", execute, bearer, []byte("{"), nil, 400, "body", nil},
 		{"empty body", ready, "POST", execute, bearer, nil, nil, 400, "empty", nil},
@@ -166,17 +177,22 @@ func TestServer(t *testing.T) {
 			`input.parameters.clusterSelector: unknown field "matchLabel"`, nil},
 		{"invalid selector string", ready, "POST", execute, bearer, argoBody(`{"workloadSelector":"a in (("}`), nil, 400, "input.parameters.workloadSelector", nil},
 		{"body over 1 MiB", ready, "POST", execute, bearer, huge, nil, 413, "1 MiB", nil},
-		{"no parameters: every ready pair", ready, "POST", execute, bearer, argoBody(""), nil, 200, "",
-			[]string{"api@c1", "api@c2", "api@c4", "web@c1", "web@c4", "monitor@c2"}},
-		{"parameters null", ready, "POST", execute, bearer, argoBody("null"), nil, 200, "",
-			[]string{"api@c1", "api@c2", "api@c4", "web@c1", "web@c4", "monitor@c2"}},
-		{"one workload", ready, "POST", execute, bearer, argoBody(`{"workloads":["web"]}`), nil, 200, "", []string{"web@c1", "web@c4"}},
-		{"include unready clusters", ready, "POST", execute, bearer, argoBody(`{"workloads":["web"],"includeUnready":true}`), nil, 200, "",
+		{"no parameters: every registered pair, unready ones too", ready, "POST", execute, bearer, argoBody(""), nil, 200, "",
+			[]string{"api@c1", "api@c2", "api@c3", "api@c4", "web@c1", "web@c3", "web@c4", "monitor@c2"}},
+		{"empty parameters", ready, "POST", execute, bearer, argoBody("{}"), nil, 200, "",
+			[]string{"api@c1", "api@c2", "api@c3", "api@c4", "web@c1", "web@c3", "web@c4", "monitor@c2"}},
+		{"one workload", ready, "POST", execute, bearer, argoBody(`{"workloads":["web"]}`), nil, 200, "", []string{"web@c1", "web@c3", "web@c4"}},
+		{"one workload by namespace/name", ready, "POST", execute, bearer, argoBody(`{"workloads":["apps/web"]}`), nil, 200, "", []string{"web@c1", "web@c3", "web@c4"}},
+		{"includeUnready is accepted and changes nothing", ready, "POST", execute, bearer, argoBody(`{"workloads":["web"],"includeUnready":true}`), nil, 200, "",
 			[]string{"web@c1", "web@c3", "web@c4"}},
+		{"ready clusters only", ready, "POST", execute, bearer, argoBody(`{"workloads":["web"],"readyOnly":true}`), nil, 200, "",
+			[]string{"web@c1", "web@c4"}},
 		{"by registration", ready, "POST", execute, bearer, argoBody(`{"registration":"r2"}`), nil, 200, "", []string{"api@c4", "web@c4"}},
+		{"flux readyOnly not a boolean", ready, "GET", "/api/v1/flux/inputs?readyOnly=maybe", bearer, nil, nil, 400, "readyOnly", nil},
+		{"flux parameter given twice", ready, "GET", "/api/v1/flux/inputs?workloads=web&workloads=api", bearer, nil, nil, 400, "given 2 times", nil},
 		{"by workload namespace", ready, "POST", execute, bearer, argoBody(`{"workloadNamespace":"ops"}`), nil, 200, "", []string{"monitor@c2"}},
 		{"by workload selector object", ready, "POST", execute, bearer, argoBody(`{"workloadSelector":{"matchLabels":{"tier":"backend"}}}`), nil, 200, "",
-			[]string{"api@c1", "api@c2", "api@c4"}},
+			[]string{"api@c1", "api@c2", "api@c3", "api@c4"}},
 		{"cluster selector string", ready, "POST", execute, bearer, argoBody(`{"clusterSelector":"region=eu","workloads":["api"]}`), nil, 200, "",
 			[]string{"api@c1", "api@c4"}},
 		{"matching nothing is an empty list", ready, "POST", execute, bearer, argoBody(`{"clusterSelector":{"matchLabels":{"env":"none"}}}`), nil, 200, "", []string{}},
@@ -195,6 +211,9 @@ func TestServer(t *testing.T) {
 			r := do(t, tc.server, tc.method, tc.path, tc.auth, tc.body, tc.header)
 			if r.code != tc.wantCode {
 				t.Fatalf("status %d, want %d: %s", r.code, tc.wantCode, r.raw)
+			}
+			if challenge := r.header.Get("WWW-Authenticate"); (r.code == 401) != strings.HasPrefix(challenge, "Bearer ") {
+				t.Fatalf("status %d with WWW-Authenticate %q", r.code, challenge)
 			}
 			if tc.wantError != "" {
 				msg, _ := r.body["error"].(string)
@@ -215,8 +234,8 @@ func TestServer(t *testing.T) {
 // Overrides deep-merge in order: region=eu sets image.tag, env=prod then sets replicas; keys an override
 // does not name survive; valuesYAML is the same object as YAML.
 func TestOverridesDeepMergeInOrder(t *testing.T) {
-	s := NewServer(&staticFleet{synced: true, snap: testFleet()}, StaticTokens(token), logr.Discard())
-	r := do(t, s, "POST", "/api/v1/getparams.execute", "Bearer "+token, argoBody(`{"workloads":["web"],"includeUnready":true}`), nil)
+	s := NewServer(&staticFleet{synced: true, snap: testFleet()}, StaticTokens(token), logr.Discard(), 0)
+	r := do(t, s, "POST", "/api/v1/getparams.execute", "Bearer "+token, argoBody(`{"workloads":["web"]}`), nil)
 	want := map[string]string{
 		"c1": `{"image":{"repo":"x","tag":"v2"},"replicas":3}`,
 		"c3": `{"image":{"repo":"x","tag":"v1"},"replicas":3}`,
@@ -253,7 +272,7 @@ func TestOverridesDeepMergeInOrder(t *testing.T) {
 }
 
 func TestAnswersAreStableAndGzipped(t *testing.T) {
-	s := NewServer(&staticFleet{synced: true, snap: testFleet()}, StaticTokens(token), logr.Discard())
+	s := NewServer(&staticFleet{synced: true, snap: testFleet()}, StaticTokens(token), logr.Discard(), 0)
 	a := do(t, s, "POST", "/api/v1/getparams.execute", "Bearer "+token, argoBody(""), nil)
 	b := do(t, s, "POST", "/api/v1/getparams.execute", "Bearer "+token, argoBody(""), map[string]string{"Accept-Encoding": "gzip"})
 	if b.header.Get("Content-Encoding") != "gzip" {
@@ -273,7 +292,7 @@ func TestAnswersAreStableAndGzipped(t *testing.T) {
 }
 
 func TestFluxInputs(t *testing.T) {
-	s := NewServer(&staticFleet{synced: true, snap: testFleet()}, StaticTokens(token), logr.Discard())
+	s := NewServer(&staticFleet{synced: true, snap: testFleet()}, StaticTokens(token), logr.Discard(), 0)
 	r := do(t, s, "GET", "/api/v1/flux/inputs?workloads=web,api&clusterSelector=region%3Deu", "Bearer "+token, nil, nil)
 	if r.code != 200 {
 		t.Fatalf("status %d: %s", r.code, r.raw)
@@ -298,7 +317,7 @@ func TestFluxInputs(t *testing.T) {
 		big.Clusters = append(big.Clusters, fleet.Cluster{Namespace: "big", Name: fmt.Sprintf("cluster-%04d", i), Ready: true,
 			Labels: map[string]string{"env": "prod"}, Server: "https://x:6443"})
 	}
-	s = NewServer(&staticFleet{synced: true, snap: big}, StaticTokens(token), logr.Discard())
+	s = NewServer(&staticFleet{synced: true, snap: big}, StaticTokens(token), logr.Discard(), 0)
 	r = do(t, s, "GET", "/api/v1/flux/inputs?workloads=web", "Bearer "+token, nil, nil)
 	if r.code != http.StatusUnprocessableEntity || !strings.Contains(r.body["error"].(string), "900 KiB") {
 		t.Fatalf("status %d: %.200s", r.code, r.raw)
@@ -314,24 +333,26 @@ func TestTokensReloadFromDirectory(t *testing.T) {
 		}
 	}
 	write("token", "old")
-	tokens, err := NewTokens(dir, 0)
+	tokens, err := NewTokens(TokenSource{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !tokens.valid("old") || tokens.valid("new") || tokens.valid("") {
+	if !valid(tokens, "old") || valid(tokens, "new") || valid(tokens, "") {
 		t.Fatal("initial tokens wrong")
 	}
 	write("token.next", "new")
-	if !tokens.valid("old") || !tokens.valid("new") {
+	if !valid(tokens, "old") || !valid(tokens, "new") {
 		t.Fatal("both tokens must be valid during a rotation")
 	}
 	if err := os.Remove(filepath.Join(dir, "token")); err != nil {
 		t.Fatal(err)
 	}
-	if tokens.valid("old") || !tokens.valid("new") {
+	if valid(tokens, "old") || !valid(tokens, "new") {
 		t.Fatal("the retired token still works")
 	}
-	if _, err := NewTokens(t.TempDir(), time.Second); err == nil {
+	if _, err := NewTokens(TokenSource{Dir: t.TempDir(), ReloadEvery: time.Second}); err == nil {
 		t.Fatal("an empty token directory must be refused at start")
 	}
 }
+
+func valid(t *Tokens, presented string) bool { return t.scopeOf(presented) != nil }

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,11 +20,16 @@ type Options struct {
 	Addr string
 	// TokensDir holds the accepted bearer tokens, one per file (a mounted Secret).
 	TokensDir string
-	// Token, when set, is accepted as well (local runs and the demo).
+	// TenantsFile declares the tenants whose tokens TokensDir holds (see TenantsFile).
+	TenantsFile string
+	// Token, when set, is accepted as well, with the full scope (local runs and the demo).
 	Token string
-	// ConfigMaps are the names of Argo CD plugin ConfigMaps that point at this server; ApplicationSets
-	// using them are refreshed when their answer changes.
-	ConfigMaps []string
+	// ConfigMaps are the Argo CD plugin ConfigMaps that point at this server, by name, each with the
+	// tenant whose token it carries ("" for the full scope); ApplicationSets using them are refreshed
+	// when their answer changes.
+	ConfigMaps map[string]string
+	// MaxAnswerBytes bounds an answer (0: DefaultMaxAnswerBytes).
+	MaxAnswerBytes int64
 	// RefreshInterval is the shortest time between two refresh passes.
 	RefreshInterval time.Duration
 }
@@ -38,29 +42,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, e
 	if err := store.Watch(ctx, mgr.GetCache()); err != nil {
 		return nil, err
 	}
-	tokens := StaticTokens()
-	if opts.TokensDir != "" {
-		var err error
-		if tokens, err = NewTokens(opts.TokensDir, 10*time.Second); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Token != "" {
-		tokens.tokens = append(tokens.tokens, []byte(opts.Token))
-	}
-	if len(tokens.tokens) == 0 {
-		return nil, fmt.Errorf("plugin: no bearer token configured (--plugin-tokens-dir or --plugin-token)")
-	}
 	log := mgr.GetLogger().WithName("plugin")
-	srv := NewServer(store, tokens, log)
+	tokens, err := NewTokens(TokenSource{Dir: opts.TokensDir, TenantsFile: opts.TenantsFile, Static: []string{opts.Token},
+		ReloadEvery: 10 * time.Second, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	srv := NewServer(store, tokens, log, opts.MaxAnswerBytes)
 	if err := mgr.Add(serverRunnable{srv: srv, addr: opts.Addr}); err != nil {
 		return nil, err
 	}
-	names := map[string]bool{}
-	for _, n := range opts.ConfigMaps {
-		names[n] = true
-	}
-	if err := mgr.Add(&Refresher{Client: mgr.GetClient(), Fleet: store, ConfigMaps: names, Interval: opts.RefreshInterval, Log: log}); err != nil {
+	if err := mgr.Add(&Refresher{Client: mgr.GetClient(), Fleet: store, ConfigMaps: opts.ConfigMaps, Tokens: tokens, Interval: opts.RefreshInterval, Log: log}); err != nil {
 		return nil, err
 	}
 

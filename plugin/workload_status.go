@@ -65,7 +65,7 @@ func workloadStatus(w *fleetv1.Workload, snap *fleet.Snapshot) fleetv1.WorkloadS
 		matched := only.CountPairs(fleet.Filter{})
 		out.MatchedClusters = int32(matched)
 		if matched == 0 {
-			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, fleetv1.ReasonNoClustersSelected, "no registered, reachable cluster matches"
+			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, fleetv1.ReasonNoClustersSelected, "no registered cluster matches"
 		} else {
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, fleetv1.ReasonMatched, fmt.Sprintf("paired with %d clusters", matched)
 		}

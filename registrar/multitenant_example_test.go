@@ -70,7 +70,7 @@ func loadMultiTenantExample(t *testing.T) multiTenantExample {
 				for _, g := range generators {
 					params, found, _ := unstructured.NestedStringMap(g.(map[string]any), "plugin", "input", "parameters")
 					if found {
-						ex.applicationSets[obj.GetName()] = fleet.Filter{Registration: params["registration"], WorkloadNamespace: params["workloadNamespace"]}
+						ex.applicationSets[obj.GetName()] = fleet.Filter{Registrations: nonEmpty(params["registration"]), WorkloadNamespaces: nonEmpty(params["workloadNamespace"])}
 					}
 				}
 				continue
@@ -203,7 +203,7 @@ func TestMultiTenantExampleIsolatesTenants(t *testing.T) {
 		must(t, err)
 		return out
 	}
-	teamANamespace := ex.applicationSets["team-a"].WorkloadNamespace
+	teamANamespace := ex.applicationSets["team-a"].WorkloadNamespaces[0]
 	for name, f := range map[string]fleet.Filter{"ApplicationSet team-a": ex.applicationSets["team-a"], "any request": {}} {
 		reachesA1 := false
 		for _, p := range pairs(f) {
@@ -241,4 +241,12 @@ func TestMultiTenantExampleIsolatesTenants(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// nonEmpty is a filter's list of one value, or nil (no filter) for "".
+func nonEmpty(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
 }

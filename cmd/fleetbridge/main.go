@@ -68,7 +68,9 @@ func run() error {
 	flag.BoolVar(&enablePlugin, "enable-plugin", true, "Run the plugin server (Argo CD plugin generator, Flux ExternalService inputs).")
 	flag.StringVar(&pluginOpts.Addr, "plugin-bind-address", ":8090", "Address of the plugin server.")
 	flag.StringVar(&pluginOpts.TokensDir, "plugin-tokens-dir", "", "Directory of accepted bearer tokens, one per file (a mounted Secret); reloaded when it changes.")
-	flag.StringVar(&pluginConfigMaps, "plugin-configmaps", "fleetbridge-plugin", "Comma-separated names of the Argo CD plugin ConfigMaps that point at this server.")
+	flag.StringVar(&pluginOpts.TenantsFile, "plugin-tenants-file", "", "File declaring the tenants whose scoped tokens --plugin-tokens-dir holds (a mounted ConfigMap); empty: every token has the full scope and must be named token or token.*.")
+	flag.StringVar(&pluginConfigMaps, "plugin-configmaps", "fleetbridge-plugin", "Comma-separated Argo CD plugin ConfigMaps that point at this server, each name or name=tenant (the tenant whose token it carries), for the ApplicationSet refresher.")
+	flag.Int64Var(&pluginOpts.MaxAnswerBytes, "max-answer-bytes", 0, "Largest plugin answer in bytes, refused before it is built; 0 means a quarter of --memory-limit, or 256 MiB without one.")
 	flag.DurationVar(&pluginOpts.RefreshInterval, "plugin-refresh-interval", 2*time.Second, "Shortest time between two ApplicationSet refresh passes.")
 	flag.Float64Var(&kubeQPS, "kube-api-qps", 200, "Client QPS towards the management API server.")
 	flag.IntVar(&kubeBurst, "kube-api-burst", 400, "Client burst towards the management API server.")
@@ -87,7 +89,11 @@ func run() error {
 	opts.WorkloadQPS = float32(workloadQPS)
 	// A token for local runs comes from the environment, never from the command line (visible in ps).
 	pluginOpts.Token = os.Getenv("FLEETBRIDGE_PLUGIN_TOKEN")
-	pluginOpts.ConfigMaps = commaList(pluginConfigMaps)
+	pluginOpts.ConfigMaps = map[string]string{}
+	for _, entry := range commaList(pluginConfigMaps) {
+		name, tenant, _ := strings.Cut(entry, "=")
+		pluginOpts.ConfigMaps[strings.TrimSpace(name)] = strings.TrimSpace(tenant)
+	}
 	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces)}
 	opts.AllowedExecCommands = commaList(allowedExecCommands)
 	denied, err := kubeconfig.ParseCIDRs(deniedCIDRs)
@@ -104,6 +110,9 @@ func run() error {
 	if memLimit > 0 {
 		debug.SetMemoryLimit(memLimit)
 		ctrl.Log.Info("Go runtime memory limit set", "bytes", memLimit)
+	}
+	if pluginOpts.MaxAnswerBytes == 0 {
+		pluginOpts.MaxAnswerBytes = maxAnswerBytes(memLimit)
 	}
 
 	scheme := runtime.NewScheme()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/fleetbridge/fleetbridge/plugin"
 )
 
 // memoryLimitShare is the share of the container's memory limit the Go runtime keeps the heap under: the
@@ -26,4 +28,15 @@ func goMemoryLimit(limit string, goMemLimitSet bool) (int64, error) {
 		return 0, fmt.Errorf("--memory-limit %q: must be positive", limit)
 	}
 	return int64(float64(q.Value()) * memoryLimitShare), nil
+}
+
+// maxAnswerBytes is the default bound of a plugin answer for a Go memory limit (0: none). The server
+// streams answers, but Argo CD's ApplicationSet controller buffers each whole, and a pod sized for a
+// fleet is sized for its answers: a quarter of the limit leaves room for the fleet itself and a few
+// answers in flight.
+func maxAnswerBytes(goMemLimit int64) int64 {
+	if goMemLimit <= 0 {
+		return plugin.DefaultMaxAnswerBytes
+	}
+	return max(goMemLimit/4, 1<<20)
 }

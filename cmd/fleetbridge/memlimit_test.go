@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/fleetbridge/fleetbridge/plugin"
+)
 
 func TestGoMemoryLimit(t *testing.T) {
 	for _, tc := range []struct {
@@ -21,6 +25,19 @@ func TestGoMemoryLimit(t *testing.T) {
 		got, err := goMemoryLimit(tc.limit, tc.envSet)
 		if (err != nil) != tc.wantErr || got != tc.want {
 			t.Errorf("goMemoryLimit(%q, %v) = %d, %v; want %d, error %v", tc.limit, tc.envSet, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestMaxAnswerBytes(t *testing.T) {
+	chart, _ := goMemoryLimit("512Mi", false)
+	for _, tc := range []struct{ limit, want int64 }{
+		{0, plugin.DefaultMaxAnswerBytes},
+		{chart, chart / 4},
+		{2 << 20, 1 << 20},
+	} {
+		if got := maxAnswerBytes(tc.limit); got != tc.want {
+			t.Errorf("limit %d: %d, want %d", tc.limit, got, tc.want)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 
@@ -26,7 +27,83 @@ const (
 // from fragments encoded once per cluster and per workload (and per set of matching overrides), so an
 // answer costs copying, not marshalling: a 100,000-pair answer is a few tens of milliseconds.
 func (s *Snapshot) AppendPairs(dst []byte, f Filter, style Style) ([]byte, int, error) {
-	dst = append(dst, '[')
+	out := &appendSink{buf: dst}
+	n, err := s.encode(f, style, out)
+	if err != nil {
+		return nil, 0, err
+	}
+	return out.buf, n, nil
+}
+
+// MeasurePairs is the length in bytes of what AppendPairs would append, and the number of pairs. It
+// encodes each workload's values once (they are cached for the answer that follows) but copies nothing,
+// so a server can refuse an answer that is too large before it allocates it.
+func (s *Snapshot) MeasurePairs(f Filter, style Style) (int64, int, error) {
+	out := &measureSink{}
+	n, err := s.encode(f, style, out)
+	return out.n, n, err
+}
+
+// WritePairs writes what AppendPairs would append to w, fragment by fragment, without building it. It
+// fails only when w does, or when a workload's values do not render; MeasurePairs fails on the latter
+// first.
+func (s *Snapshot) WritePairs(w io.Writer, f Filter, style Style) (int, error) {
+	out := &writerSink{w: w}
+	n, err := s.encode(f, style, out)
+	if err == nil {
+		err = out.err
+	}
+	return n, err
+}
+
+// sink receives an answer's fragments in order.
+type sink interface {
+	write(b []byte)
+	// pairName receives a pair's name; a measuring sink needs only its length.
+	pairName(workloadNamespace, workload, clusterNamespace, cluster string)
+}
+
+type appendSink struct{ buf []byte }
+
+func (a *appendSink) write(b []byte) { a.buf = append(a.buf, b...) }
+func (a *appendSink) pairName(wns, w, cns, c string) {
+	a.buf = appendPairName(a.buf, wns, w, cns, c)
+}
+
+type measureSink struct{ n int64 }
+
+func (m *measureSink) write(b []byte)             { m.n += int64(len(b)) }
+func (m *measureSink) pairName(_, w, _, c string) { m.n += int64(pairNameLen(w, c)) }
+
+type writerSink struct {
+	w       io.Writer
+	err     error
+	scratch [64]byte
+}
+
+func (ws *writerSink) write(b []byte) {
+	if ws.err == nil {
+		_, ws.err = ws.w.Write(b)
+	}
+}
+func (ws *writerSink) pairName(wns, w, cns, c string) {
+	ws.write(appendPairName(ws.scratch[:0], wns, w, cns, c))
+}
+
+// The fixed parts of an encoded pair.
+var (
+	openArray, closeArray, comma = []byte("["), []byte("]"), []byte(",")
+	openFluxPair                 = []byte(`{"id":"`)
+	fluxName                     = []byte(`","name":"`)
+	openArgoPair                 = []byte(`{"name":"`)
+	clusterField                 = []byte(`","cluster":`)
+	workloadField                = []byte(`,"workload":`)
+	closePair                    = []byte("}")
+)
+
+// encode sends every allowed pair's fragments to out and returns the number of pairs.
+func (s *Snapshot) encode(f Filter, style Style, out sink) (int, error) {
+	out.write(openArray)
 	n := 0
 	err := s.forEachPair(f, func(w *Workload, c *Cluster) error {
 		tail, err := w.valuesFragment(c.Labels)
@@ -34,31 +111,31 @@ func (s *Snapshot) AppendPairs(dst []byte, f Filter, style Style) ([]byte, int, 
 			return err
 		}
 		if n > 0 {
-			dst = append(dst, ',')
+			out.write(comma)
 		}
 		// Pair names are DNS labels ([a-z0-9-]): JSON strings as they are, no escaping needed.
 		if style == Flux {
-			dst = append(dst, `{"id":"`...)
-			dst = appendPairName(dst, w.Namespace, w.Name, c.Namespace, c.Name)
-			dst = append(dst, `","name":"`...)
+			out.write(openFluxPair)
+			out.pairName(w.Namespace, w.Name, c.Namespace, c.Name)
+			out.write(fluxName)
 		} else {
-			dst = append(dst, `{"name":"`...)
+			out.write(openArgoPair)
 		}
-		dst = appendPairName(dst, w.Namespace, w.Name, c.Namespace, c.Name)
-		dst = append(dst, '"')
-		dst = append(dst, `,"cluster":`...)
-		dst = append(dst, c.fragment()...)
-		dst = append(dst, `,"workload":`...)
-		dst = append(dst, w.fragments().head...)
-		dst = append(dst, tail...)
-		dst = append(dst, '}')
+		out.pairName(w.Namespace, w.Name, c.Namespace, c.Name)
+		out.write(clusterField)
+		out.write(c.fragment())
+		out.write(workloadField)
+		out.write(w.fragments().head)
+		out.write(tail)
+		out.write(closePair)
 		n++
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
-	return append(dst, ']'), n, nil
+	out.write(closeArray)
+	return n, nil
 }
 
 // CountPairs is the number of pairs the filter allows, without encoding them.
@@ -73,32 +150,20 @@ func (s *Snapshot) CountPairs(f Filter) int {
 func (s *Snapshot) forEachPair(f Filter, fn func(*Workload, *Cluster) error) error {
 	cs := make([]*Cluster, 0, len(s.Clusters))
 	for i := range s.Clusters {
-		c := &s.Clusters[i]
-		if (!c.Ready && !f.IncludeUnready) || (f.Registration != "" && c.Registration != f.Registration) {
-			continue
+		if c := &s.Clusters[i]; f.AllowsCluster(c) {
+			cs = append(cs, c)
 		}
-		if f.ClusterSelector != nil && !f.ClusterSelector.Matches(labels.Set(c.Labels)) {
-			continue
-		}
-		cs = append(cs, c)
 	}
 	// The Store's snapshots are sorted; one built by hand may not be.
 	clusterOrder := func(i, j int) bool { return clusterLess(*cs[i], *cs[j]) }
 	if !sort.SliceIsSorted(cs, clusterOrder) {
 		sort.SliceStable(cs, clusterOrder)
 	}
-	wanted := map[string]bool{}
-	for _, name := range f.Workloads {
-		wanted[name] = true
-	}
 	ws := make([]*Workload, 0, len(s.Workloads))
 	for i := range s.Workloads {
-		w := &s.Workloads[i]
-		if (len(wanted) > 0 && !wanted[w.Name]) || (f.WorkloadNamespace != "" && w.Namespace != f.WorkloadNamespace) ||
-			(f.WorkloadSelector != nil && !f.WorkloadSelector.Matches(labels.Set(w.Labels))) {
-			continue
+		if w := &s.Workloads[i]; f.AllowsWorkload(w) {
+			ws = append(ws, w)
 		}
-		ws = append(ws, w)
 	}
 	workloadOrder := func(i, j int) bool {
 		if ws[i].Namespace != ws[j].Namespace {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // testFleet has what makes encoding tricky: a cluster registered twice, an unready one, overrides
@@ -67,8 +68,10 @@ func TestAppendPairsEqualsEncodingJSON(t *testing.T) {
 	snap := testFleet(t)
 	eu, _ := labels.Parse("region=eu")
 	for _, f := range []Filter{
-		{}, {IncludeUnready: true}, {ClusterSelector: eu}, {Registration: "r2"}, {Workloads: []string{"web"}},
-		{WorkloadNamespace: "ops", IncludeUnready: true}, {Workloads: []string{"nothing"}},
+		{}, {ReadyOnly: true}, {ClusterSelectors: []labels.Selector{eu}}, {Registrations: []string{"r2"}},
+		{Workloads: []types.NamespacedName{{Namespace: "apps", Name: "web"}}}, {Registrations: []string{}},
+		{WorkloadNamespaces: []string{"ops"}, ReadyOnly: true}, {Workloads: []types.NamespacedName{{Name: "web"}}},
+		{WorkloadNamespaces: []string{}}, {ClusterSelectors: []labels.Selector{eu, labels.Nothing()}},
 	} {
 		pairs, err := Pairs(snap.Clusters, snap.Workloads, f)
 		if err != nil {
@@ -88,6 +91,14 @@ func TestAppendPairsEqualsEncodingJSON(t *testing.T) {
 		if c := snap.CountPairs(f); c != len(pairs) {
 			t.Errorf("filter %+v: CountPairs %d, want %d", f, c, len(pairs))
 		}
+		// Measuring and streaming give exactly what appending gives.
+		if size, c, err := snap.MeasurePairs(f, ArgoCD); err != nil || size != int64(len(want)) || c != len(pairs) {
+			t.Errorf("filter %+v: MeasurePairs %d bytes, %d pairs, %v; want %d, %d", f, size, c, err, len(want), len(pairs))
+		}
+		var streamed bytes.Buffer
+		if c, err := snap.WritePairs(&streamed, f, ArgoCD); err != nil || c != len(pairs) || !bytes.Equal(streamed.Bytes(), want) {
+			t.Errorf("filter %+v: WritePairs wrote %d pairs (%v):\n%s", f, c, err, streamed.Bytes())
+		}
 		type fluxInput struct {
 			ID string `json:"id"`
 			Pair
@@ -100,6 +111,9 @@ func TestAppendPairsEqualsEncodingJSON(t *testing.T) {
 		got, _, _ = snap.AppendPairs(nil, f, Flux)
 		if !bytes.Equal(got, want) {
 			t.Errorf("filter %+v (flux):\ngot  %s\nwant %s", f, got, want)
+		}
+		if size, _, _ := snap.MeasurePairs(f, Flux); size != int64(len(want)) {
+			t.Errorf("filter %+v (flux): MeasurePairs %d bytes, want %d", f, size, len(want))
 		}
 	}
 	// A second answer from the same snapshot reuses the cached values fragments and is identical.
@@ -144,6 +158,9 @@ func TestPairNameUnchanged(t *testing.T) {
 		want := reference(in[0], in[1], in[2], in[3])
 		if got := PairName(in[0], in[1], in[2], in[3]); got != want {
 			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+		if n := pairNameLen(in[1], in[3]); n != len(want) {
+			t.Errorf("%q: pairNameLen %d, want %d", in, n, len(want))
 		}
 	}
 }

@@ -13,33 +13,18 @@ import (
 // Pairs computes every cluster x workload pair the filter allows, ordered by workload namespace and name,
 // then cluster namespace and name, so the same fleet always gives the same answer.
 func Pairs(clusters []Cluster, workloads []Workload, f Filter) ([]Pair, error) {
-	wanted := map[string]bool{}
-	for _, name := range f.Workloads {
-		wanted[name] = true
-	}
 	cs := make([]Cluster, 0, len(clusters))
-	for _, c := range clusters {
-		if (!c.Ready && !f.IncludeUnready) || (f.Registration != "" && c.Registration != f.Registration) {
-			continue
+	for i := range clusters {
+		if f.AllowsCluster(&clusters[i]) {
+			cs = append(cs, clusters[i])
 		}
-		if f.ClusterSelector != nil && !f.ClusterSelector.Matches(labels.Set(c.Labels)) {
-			continue
-		}
-		cs = append(cs, c)
 	}
 	sort.Slice(cs, func(i, j int) bool { return clusterLess(cs[i], cs[j]) })
 	ws := make([]Workload, 0, len(workloads))
-	for _, w := range workloads {
-		if len(wanted) > 0 && !wanted[w.Name] {
-			continue
+	for i := range workloads {
+		if f.AllowsWorkload(&workloads[i]) {
+			ws = append(ws, workloads[i])
 		}
-		if f.WorkloadNamespace != "" && w.Namespace != f.WorkloadNamespace {
-			continue
-		}
-		if f.WorkloadSelector != nil && !f.WorkloadSelector.Matches(labels.Set(w.Labels)) {
-			continue
-		}
-		ws = append(ws, w)
 	}
 	sort.Slice(ws, func(i, j int) bool {
 		if ws[i].Namespace != ws[j].Namespace {
@@ -155,6 +140,28 @@ func deepCopy(m map[string]any) map[string]any {
 // "<workload>-<cluster>-<hash>", the hash covering both namespaces and names, the readable part cut to fit.
 func PairName(workloadNamespace, workload, clusterNamespace, cluster string) string {
 	return string(appendPairName(nil, workloadNamespace, workload, clusterNamespace, cluster))
+}
+
+// pairNameLen is len(PairName(...)) without hashing: the readable part as appendPairName cuts it, a
+// dash, and eight hex digits.
+func pairNameLen(workload, cluster string) int {
+	n := len(workload) + 1 + len(cluster)
+	if max := 63 - 8 - 1; n > max {
+		n = max
+		at := func(i int) byte {
+			if i < len(workload) {
+				return workload[i]
+			}
+			if i == len(workload) {
+				return '-'
+			}
+			return cluster[i-len(workload)-1]
+		}
+		for n > 0 && (at(n-1) == '-' || at(n-1) == '.') {
+			n--
+		}
+	}
+	return n + 1 + 8
 }
 
 // appendPairName appends PairName's result without allocating (answers write 100,000 of them).

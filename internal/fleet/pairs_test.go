@@ -81,3 +81,19 @@ func TestPairsDeduplicateClustersRegisteredTwice(t *testing.T) {
 		t.Fatalf("a workload naming a registration got %+v", pairs)
 	}
 }
+
+// An outage must not shrink an answer: a registered cluster whose probe fails stays, with ready false,
+// unless the request asks for ready clusters only.
+func TestUnreadyClustersStayUnlessReadyOnly(t *testing.T) {
+	up := Cluster{Namespace: "fleet", Name: "up", Ready: true, Labels: map[string]string{"env": "prod"}}
+	down := Cluster{Namespace: "fleet", Name: "down", Labels: map[string]string{"env": "prod"}}
+	w := Workload{Name: "web", Namespace: "apps", ClusterSelector: labels.Everything()}
+	pairs, err := Pairs([]Cluster{up, down}, []Workload{w}, Filter{})
+	if err != nil || len(pairs) != 2 || pairs[0].Cluster.Name != "down" || pairs[0].Cluster.Ready {
+		t.Fatalf("pairs %+v, %v", pairs, err)
+	}
+	pairs, _ = Pairs([]Cluster{up, down}, []Workload{w}, Filter{ReadyOnly: true})
+	if len(pairs) != 1 || pairs[0].Cluster.Name != "up" {
+		t.Fatalf("readyOnly kept %+v", pairs)
+	}
+}

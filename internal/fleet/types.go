@@ -1,7 +1,10 @@
 package fleet
 
 import (
+	"slices"
+
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Cluster is one registered cluster as ApplicationSets see it.
@@ -65,12 +68,44 @@ type WorkloadParams struct {
 	ValuesYAML           string         `json:"valuesYAML"`
 }
 
-// Filter narrows the pairs a request gets. Zero values filter nothing.
+// Filter narrows the pairs a request gets. Zero values filter nothing. The plugin builds it from a
+// request within its token's scope, so every field is already an intersection with that scope.
 type Filter struct {
-	Workloads         []string
-	WorkloadSelector  labels.Selector
-	WorkloadNamespace string
-	ClusterSelector   labels.Selector
-	Registration      string
-	IncludeUnready    bool
+	// Workloads, when not empty, are the only Workloads paired. A key with an empty namespace matches
+	// nothing: it stands for a name that resolved to no Workload.
+	Workloads []types.NamespacedName
+	// WorkloadNamespaces, when not nil, are the only namespaces whose Workloads are paired.
+	WorkloadNamespaces []string
+	WorkloadSelector   labels.Selector
+	// Registrations, when not nil, are the only Registrations whose clusters are paired.
+	Registrations []string
+	// ClusterSelectors must all match a cluster's labels.
+	ClusterSelectors []labels.Selector
+	// ReadyOnly leaves out clusters whose last probe failed. By default they stay (ready: false): an
+	// outage must not shrink an answer, because a smaller answer makes Argo CD delete Applications.
+	ReadyOnly bool
+}
+
+// AllowsCluster says whether the filter keeps a cluster.
+func (f Filter) AllowsCluster(c *Cluster) bool {
+	if (f.ReadyOnly && !c.Ready) || (f.Registrations != nil && !slices.Contains(f.Registrations, c.Registration)) {
+		return false
+	}
+	for _, sel := range f.ClusterSelectors {
+		if sel != nil && !sel.Matches(labels.Set(c.Labels)) {
+			return false
+		}
+	}
+	return true
+}
+
+// AllowsWorkload says whether the filter keeps a Workload.
+func (f Filter) AllowsWorkload(w *Workload) bool {
+	if len(f.Workloads) > 0 && !slices.Contains(f.Workloads, types.NamespacedName{Namespace: w.Namespace, Name: w.Name}) {
+		return false
+	}
+	if f.WorkloadNamespaces != nil && !slices.Contains(f.WorkloadNamespaces, w.Namespace) {
+		return false
+	}
+	return f.WorkloadSelector == nil || f.WorkloadSelector.Matches(labels.Set(w.Labels))
 }
