@@ -176,8 +176,13 @@ func answerHash(snap *fleet.Snapshot, inputs []pluginInput, scopeOf func(tenant 
 		if err == nil {
 			filter, err = q.filter(scopeOf(in.tenant), snap)
 		}
+		var pairs *fleet.Answer
 		if err == nil {
-			_, err = snap.WritePairs(bw, filter, fleet.ArgoCD)
+			pairs, err = snap.Answer(filter, fleet.ArgoCD)
+		}
+		if err == nil {
+			_, _ = pairs.WriteTo(bw) // a hash does not fail
+			pairs.Release()
 		}
 		if err != nil {
 			_, _ = bw.WriteString("error:" + err.Error())

@@ -147,12 +147,13 @@ func (s *Server) answer(c *gin.Context, q query, p protocol) (int, bool) {
 		s.fail(c, err)
 		return 0, false
 	}
-	size, n, err := snap.MeasurePairs(filter, p.style)
+	pairs, err := snap.Answer(filter, p.style)
 	if err != nil {
 		s.fail(c, err)
 		return 0, false
 	}
-	size += int64(len(p.open) + len(p.closing))
+	defer pairs.Release()
+	size, n := pairs.Size()+int64(len(p.open)+len(p.closing)), pairs.Len()
 	if p.clientMaxBytes > 0 && size > p.clientMaxBytes {
 		s.fail(c, newError(kindUnprocessable, fmt.Sprintf("the answer is %d bytes (%d inputs), over the 900 KiB Flux Operator accepts; %s, and use one ResourceSetInputProvider per slice", size, n, narrowHint)))
 		return 0, false
@@ -168,7 +169,7 @@ func (s *Server) answer(c *gin.Context, q query, p protocol) (int, bool) {
 	if acceptsGzip(c.GetHeader("Accept-Encoding")) {
 		zw = gzipWriters.Get().(*gzip.Writer)
 		zw.Reset(c.Writer)
-		defer gzipWriters.Put(zw)
+		defer func() { zw.Reset(io.Discard); gzipWriters.Put(zw) }()
 		out = zw
 		c.Header("Content-Encoding", "gzip")
 		c.Header("Vary", "Accept-Encoding")
@@ -178,16 +179,20 @@ func (s *Server) answer(c *gin.Context, q query, p protocol) (int, bool) {
 	c.Status(http.StatusOK)
 	bw := bufferedWriters.Get().(*bufio.Writer)
 	bw.Reset(out)
-	defer bufferedWriters.Put(bw)
+	defer func() { bw.Reset(nil); bufferedWriters.Put(bw) }()
 	_, _ = bw.WriteString(p.open)
-	if _, err := snap.WritePairs(bw, filter, p.style); err != nil {
-		// The status is sent: abort the connection so the client sees a failed answer, never a short 200.
-		s.log.Error(err, "plugin answer failed while streaming", "path", c.Request.URL.Path)
-		panic(http.ErrAbortHandler)
+	_, err = pairs.WriteTo(bw)
+	if err == nil {
+		_, _ = bw.WriteString(p.closing)
+		err = bw.Flush()
 	}
-	_, _ = bw.WriteString(p.closing)
-	if err := bw.Flush(); err == nil && zw != nil {
-		_ = zw.Close()
+	if err == nil && zw != nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		// Only the connection fails here: the answer was resolved before the status was sent.
+		s.log.V(1).Info("the client went away during an answer", "path", c.Request.URL.Path, "error", err.Error())
+		return n, false
 	}
 	pairsServed.WithLabelValues(p.name).Add(float64(n))
 	return n, true

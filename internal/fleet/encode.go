@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 
@@ -22,72 +23,124 @@ const (
 	Flux
 )
 
+// Answer is the pairs a filter allows, resolved once, with the exact length of their encoding: a server
+// knows an answer's size before it writes or allocates any of it. Its bytes equal encoding/json's for
+// the same []Pair, but are assembled from fragments encoded once per cluster and per workload (and per
+// set of matching overrides), so an answer costs copying, not marshalling.
+type Answer struct {
+	style Style
+	pairs []answerPair
+	size  int64
+}
+
+// answerPair is one resolved pair: everything but its name is a shared, already encoded fragment.
+type answerPair struct {
+	w    *Workload
+	c    *Cluster
+	tail []byte
+}
+
+// answerPairs recycles the resolved pairs of answers: 100,000 of them are a few megabytes.
+var answerPairs = sync.Pool{New: func() any { return new([]answerPair) }}
+
+// Answer resolves the pairs a filter allows and measures their encoding. It fails only when a
+// workload's values do not render. Release it after use.
+func (s *Snapshot) Answer(f Filter, style Style) (*Answer, error) {
+	buf := answerPairs.Get().(*[]answerPair)
+	a := &Answer{style: style, pairs: (*buf)[:0]}
+	a.size = int64(len(openArray) + len(closeArray))
+	perPair := int64(len(openArgoPair) + len(clusterField) + len(workloadField) + len(closePair))
+	if style == Flux {
+		perPair += int64(len(openFluxPair) + len(fluxName) - len(openArgoPair))
+	}
+	err := s.forEachPair(f, func(w *Workload, c *Cluster) error {
+		tail, err := w.valuesFragment(c.Labels)
+		if err != nil {
+			return err
+		}
+		names := int64(pairNameLen(w.Name, c.Name))
+		if style == Flux {
+			names *= 2
+		}
+		if len(a.pairs) > 0 {
+			a.size += int64(len(comma))
+		}
+		a.size += perPair + names + int64(len(c.fragment())+len(w.fragments().head)+len(tail))
+		a.pairs = append(a.pairs, answerPair{w: w, c: c, tail: tail})
+		return nil
+	})
+	if err != nil {
+		a.Release()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Size is the answer's encoded length in bytes.
+func (a *Answer) Size() int64 { return a.size }
+
+// Len is the number of pairs.
+func (a *Answer) Len() int { return len(a.pairs) }
+
+// Release returns the answer's memory for reuse; the Answer must not be used after.
+func (a *Answer) Release() {
+	if a.pairs != nil {
+		clear(a.pairs) // drop the references to snapshots
+		pairs := a.pairs[:0]
+		answerPairs.Put(&pairs)
+		a.pairs = nil
+	}
+}
+
+// WriteTo writes the answer's JSON array to w, fragment by fragment; w should buffer.
+func (a *Answer) WriteTo(w io.Writer) (int64, error) {
+	var written int64
+	var err error
+	write := func(b []byte) {
+		if err == nil {
+			var n int
+			n, err = w.Write(b)
+			written += int64(n)
+		}
+	}
+	var name [64]byte
+	write(openArray)
+	for i, p := range a.pairs {
+		if i > 0 {
+			write(comma)
+		}
+		// Pair names are DNS labels ([a-z0-9-]): JSON strings as they are, no escaping needed.
+		pairName := appendPairName(name[:0], p.w.Namespace, p.w.Name, p.c.Namespace, p.c.Name)
+		if a.style == Flux {
+			write(openFluxPair)
+			write(pairName)
+			write(fluxName)
+		} else {
+			write(openArgoPair)
+		}
+		write(pairName)
+		write(clusterField)
+		write(p.c.fragment())
+		write(workloadField)
+		write(p.w.fragments().head)
+		write(p.tail)
+		write(closePair)
+	}
+	write(closeArray)
+	return written, err
+}
+
 // AppendPairs appends to dst the JSON array of every pair the filter allows, in Pairs' order, and
-// returns the number of pairs. The bytes equal encoding/json's for the same []Pair, but are assembled
-// from fragments encoded once per cluster and per workload (and per set of matching overrides), so an
-// answer costs copying, not marshalling: a 100,000-pair answer is a few tens of milliseconds.
+// returns the number of pairs.
 func (s *Snapshot) AppendPairs(dst []byte, f Filter, style Style) ([]byte, int, error) {
-	out := &appendSink{buf: dst}
-	n, err := s.encode(f, style, out)
+	a, err := s.Answer(f, style)
 	if err != nil {
 		return nil, 0, err
 	}
-	return out.buf, n, nil
-}
-
-// MeasurePairs is the length in bytes of what AppendPairs would append, and the number of pairs. It
-// encodes each workload's values once (they are cached for the answer that follows) but copies nothing,
-// so a server can refuse an answer that is too large before it allocates it.
-func (s *Snapshot) MeasurePairs(f Filter, style Style) (int64, int, error) {
-	out := &measureSink{}
-	n, err := s.encode(f, style, out)
-	return out.n, n, err
-}
-
-// WritePairs writes what AppendPairs would append to w, fragment by fragment, without building it. It
-// fails only when w does, or when a workload's values do not render; MeasurePairs fails on the latter
-// first.
-func (s *Snapshot) WritePairs(w io.Writer, f Filter, style Style) (int, error) {
-	out := &writerSink{w: w}
-	n, err := s.encode(f, style, out)
-	if err == nil {
-		err = out.err
-	}
-	return n, err
-}
-
-// sink receives an answer's fragments in order.
-type sink interface {
-	write(b []byte)
-	// pairName receives a pair's name; a measuring sink needs only its length.
-	pairName(workloadNamespace, workload, clusterNamespace, cluster string)
-}
-
-type appendSink struct{ buf []byte }
-
-func (a *appendSink) write(b []byte) { a.buf = append(a.buf, b...) }
-func (a *appendSink) pairName(wns, w, cns, c string) {
-	a.buf = appendPairName(a.buf, wns, w, cns, c)
-}
-
-type measureSink struct{ n int64 }
-
-func (m *measureSink) write(b []byte)             { m.n += int64(len(b)) }
-func (m *measureSink) pairName(_, w, _, c string) { m.n += int64(pairNameLen(w, c)) }
-
-type writerSink struct {
-	w       io.Writer
-	err     error
-	scratch [64]byte
-}
-
-func (ws *writerSink) write(b []byte) {
-	if ws.err == nil {
-		_, ws.err = ws.w.Write(b)
-	}
-}
-func (ws *writerSink) pairName(wns, w, cns, c string) {
-	ws.write(appendPairName(ws.scratch[:0], wns, w, cns, c))
+	defer a.Release()
+	buf := bytes.NewBuffer(slices.Grow(dst, int(a.size)))
+	_, _ = a.WriteTo(buf) // a bytes.Buffer does not fail
+	return buf.Bytes(), a.Len(), nil
 }
 
 // The fixed parts of an encoded pair.
@@ -100,43 +153,6 @@ var (
 	workloadField                = []byte(`,"workload":`)
 	closePair                    = []byte("}")
 )
-
-// encode sends every allowed pair's fragments to out and returns the number of pairs.
-func (s *Snapshot) encode(f Filter, style Style, out sink) (int, error) {
-	out.write(openArray)
-	n := 0
-	err := s.forEachPair(f, func(w *Workload, c *Cluster) error {
-		tail, err := w.valuesFragment(c.Labels)
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			out.write(comma)
-		}
-		// Pair names are DNS labels ([a-z0-9-]): JSON strings as they are, no escaping needed.
-		if style == Flux {
-			out.write(openFluxPair)
-			out.pairName(w.Namespace, w.Name, c.Namespace, c.Name)
-			out.write(fluxName)
-		} else {
-			out.write(openArgoPair)
-		}
-		out.pairName(w.Namespace, w.Name, c.Namespace, c.Name)
-		out.write(clusterField)
-		out.write(c.fragment())
-		out.write(workloadField)
-		out.write(w.fragments().head)
-		out.write(tail)
-		out.write(closePair)
-		n++
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	out.write(closeArray)
-	return n, nil
-}
 
 // CountPairs is the number of pairs the filter allows, without encoding them.
 func (s *Snapshot) CountPairs(f Filter) int {

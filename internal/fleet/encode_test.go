@@ -91,14 +91,12 @@ func TestAppendPairsEqualsEncodingJSON(t *testing.T) {
 		if c := snap.CountPairs(f); c != len(pairs) {
 			t.Errorf("filter %+v: CountPairs %d, want %d", f, c, len(pairs))
 		}
-		// Measuring and streaming give exactly what appending gives.
-		if size, c, err := snap.MeasurePairs(f, ArgoCD); err != nil || size != int64(len(want)) || c != len(pairs) {
-			t.Errorf("filter %+v: MeasurePairs %d bytes, %d pairs, %v; want %d, %d", f, size, c, err, len(want), len(pairs))
+		// The measured size is exactly what is written.
+		answer, err := snap.Answer(f, ArgoCD)
+		if err != nil || answer.Size() != int64(len(want)) || answer.Len() != len(pairs) {
+			t.Fatalf("filter %+v: Answer of %d bytes, %d pairs, %v; want %d, %d", f, answer.Size(), answer.Len(), err, len(want), len(pairs))
 		}
-		var streamed bytes.Buffer
-		if c, err := snap.WritePairs(&streamed, f, ArgoCD); err != nil || c != len(pairs) || !bytes.Equal(streamed.Bytes(), want) {
-			t.Errorf("filter %+v: WritePairs wrote %d pairs (%v):\n%s", f, c, err, streamed.Bytes())
-		}
+		answer.Release()
 		type fluxInput struct {
 			ID string `json:"id"`
 			Pair
@@ -112,8 +110,8 @@ func TestAppendPairsEqualsEncodingJSON(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("filter %+v (flux):\ngot  %s\nwant %s", f, got, want)
 		}
-		if size, _, _ := snap.MeasurePairs(f, Flux); size != int64(len(want)) {
-			t.Errorf("filter %+v (flux): MeasurePairs %d bytes, want %d", f, size, len(want))
+		if answer, _ := snap.Answer(f, Flux); answer.Size() != int64(len(want)) {
+			t.Errorf("filter %+v (flux): Answer of %d bytes, want %d", f, answer.Size(), len(want))
 		}
 	}
 	// A second answer from the same snapshot reuses the cached values fragments and is identical.
