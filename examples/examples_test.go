@@ -204,7 +204,7 @@ func checkFluxOperator(t *testing.T, file string, obj *unstructured.Unstructured
 		t.Errorf("%s: url %q is not fleetbridge's Flux endpoint", file, raw)
 		return
 	}
-	if err := plugin.ParseFluxQuery(u.Query()); err != nil {
+	if err := plugin.ParseFluxQuery(u.RawQuery); err != nil {
 		t.Errorf("%s: fleetbridge would refuse the query: %v", file, err)
 	}
 }

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,9 +25,10 @@ const AdminTokenFile = "token"
 //     rotation keeps the old and the new token valid side by side) has that tenant's scope.
 //   - The tenants come from a file (a mounted ConfigMap, see TenantsFile).
 //
-// The directory and the tenants file are read again at most every reloadEvery, so a rotation or a new
-// tenant takes effect without a restart. A reload that fails keeps the last good tokens, and is logged
-// and counted.
+// The directory and the tenants file are read again at most every reloadEvery, so a rotation, a new
+// tenant or a revocation takes effect without a restart. A token file that fails (an undeclared tenant)
+// is left out and the others load; a directory or tenants file that cannot be read keeps the last good
+// tokens. Both are logged and counted.
 type Tokens struct {
 	dir, tenantsFile string
 	reloadEvery      time.Duration
@@ -39,6 +41,8 @@ type Tokens struct {
 	loaded   []scopedToken
 	tenants  map[string]*Scope
 	err      error
+	// staticShared is set while a static token equals a loaded tenant's token.
+	staticShared bool
 }
 
 type scopedToken struct {
@@ -75,10 +79,16 @@ func NewTokens(src TokenSource) (*Tokens, error) {
 	}
 	if t.dir != "" {
 		if err := t.load(); err != nil {
-			return nil, err
+			if t.loadedAt.IsZero() {
+				return nil, err // the directory or the tenants file cannot be read at all
+			}
+			// Files that fail are left out; the server starts with the tokens that load.
+			tokenReloadFailures.Inc()
+			t.log.Error(err, "some plugin tokens are not accepted")
+			t.err = err
 		}
 	}
-	if len(t.static)+len(t.loaded) == 0 {
+	if len(t.usableStatic())+len(t.loaded) == 0 {
 		return nil, fmt.Errorf("plugin: no bearer token configured (--plugin-tokens-dir or --plugin-token)")
 	}
 	return t, nil
@@ -107,6 +117,7 @@ func (t *Tokens) load() error {
 		return fmt.Errorf("plugin tokens: %w", err)
 	}
 	var tokens []scopedToken
+	var problems []error
 	for _, e := range entries {
 		// Kubernetes mounts Secret keys as symlinks into a hidden ..data directory.
 		if strings.HasPrefix(e.Name(), ".") {
@@ -126,49 +137,82 @@ func (t *Tokens) load() error {
 		case owner == AdminTokenFile:
 			scope = AdminScope()
 		case scope == nil:
-			return fmt.Errorf("plugin tokens: file %s names no declared tenant (declare %q in the tenants file, or name the file %q for the full scope)", e.Name(), owner, AdminTokenFile)
-		}
-		for _, other := range tokens {
-			if subtle.ConstantTimeCompare(other.token, []byte(tok)) == 1 && other.scope.Tenant != scope.Tenant {
-				return fmt.Errorf("plugin tokens: file %s holds the same token as a file of another tenant", e.Name())
-			}
+			// Only this file fails: its token is not accepted (fail closed), the others stay.
+			problems = append(problems, fmt.Errorf("file %s names no declared tenant (declare %q in the tenants file, or name the file %q for the full scope)", e.Name(), owner, AdminTokenFile))
+			continue
 		}
 		tokens = append(tokens, scopedToken{token: []byte(tok), scope: scope})
 	}
-	if len(tokens) == 0 && len(t.static) == 0 {
-		return fmt.Errorf("plugin tokens: no token in %s", t.dir)
+	// A token shared by two scopes would get whichever is checked last: refuse every copy of it.
+	all := append(append([]scopedToken(nil), t.static...), tokens...)
+	shared := map[int]bool{}
+	for i := range all {
+		for j := i + 1; j < len(all); j++ {
+			if all[i].scope.Tenant != all[j].scope.Tenant && subtle.ConstantTimeCompare(all[i].token, all[j].token) == 1 {
+				shared[i], shared[j] = true, true
+			}
+		}
+	}
+	if len(shared) > 0 {
+		problems = append(problems, fmt.Errorf("%d token files or static tokens hold a token of another scope; none of them is accepted", len(shared)))
+		kept := tokens[:0]
+		for i, tok := range tokens {
+			if !shared[len(t.static)+i] {
+				kept = append(kept, tok)
+			}
+		}
+		tokens = kept
+	}
+	t.staticShared = false
+	for i := range t.static {
+		t.staticShared = t.staticShared || shared[i]
 	}
 	t.loaded, t.tenants, t.loadedAt = tokens, tenants, t.now()
+	if len(tokens) == 0 && len(t.static) == 0 {
+		problems = append(problems, fmt.Errorf("no token in %s", t.dir))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("plugin tokens: %w", errors.Join(problems...))
+	}
 	return nil
 }
 
-// TenantScope is a declared tenant's scope, as last loaded; nil when it is not declared.
+// TenantScope is a declared tenant's scope; nil when it is not declared.
 func (t *Tokens) TenantScope(name string) *Scope {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.reloadIfDue()
 	return t.tenants[name]
+}
+
+// reloadIfDue reads the directory and the tenants file again when reloadEvery has passed. Files that
+// fail are left out and the rest is used; a directory or tenants file that cannot be read keeps the last
+// good tokens. Either is logged (once per distinct error) and counted. Call with mu held.
+func (t *Tokens) reloadIfDue() {
+	if t.dir == "" || t.now().Sub(t.loadedAt) < t.reloadEvery {
+		return
+	}
+	err := t.load()
+	if err != nil {
+		tokenReloadFailures.Inc()
+		if t.err == nil || t.err.Error() != err.Error() {
+			t.log.Error(err, "could not reload every plugin token")
+		}
+		// Retry at the next interval, not on every request.
+		t.loadedAt = t.now()
+	}
+	t.err = err
 }
 
 // scopeOf is the scope of a presented token, comparing in constant time against every accepted one; nil
 // when none matches.
 func (t *Tokens) scopeOf(presented string) *Scope {
 	t.mu.Lock()
-	if t.dir != "" && t.now().Sub(t.loadedAt) >= t.reloadEvery {
-		err := t.load()
-		if err != nil {
-			tokenReloadFailures.Inc()
-			if t.err == nil || t.err.Error() != err.Error() {
-				t.log.Error(err, "could not reload the plugin tokens; the last good ones stay valid")
-			}
-			// Retry at the next interval, not on every request.
-			t.loadedAt = t.now()
-		}
-		t.err = err
-	}
-	loaded := t.loaded
+	t.reloadIfDue()
+	loaded, static := t.loaded, t.usableStatic()
 	t.mu.Unlock()
 	var match *Scope
-	for _, list := range [][]scopedToken{t.static, loaded} {
+	for _, list := range [][]scopedToken{static, loaded} {
 		for _, tok := range list {
 			if subtle.ConstantTimeCompare(tok.token, []byte(presented)) == 1 {
 				match = tok.scope
@@ -179,6 +223,15 @@ func (t *Tokens) scopeOf(presented string) *Scope {
 		return nil
 	}
 	return match
+}
+
+// usableStatic are the static tokens, unless one of them is also a tenant's token (then none is
+// accepted: which scope it stands for is unknowable). Call with mu held, or before the server runs.
+func (t *Tokens) usableStatic() []scopedToken {
+	if t.staticShared {
+		return nil
+	}
+	return t.static
 }
 
 // scopeKey is where requireToken leaves the request's scope for the handlers.

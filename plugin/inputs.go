@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -49,6 +51,9 @@ func parseArgoRequest(body io.Reader) (string, query, error) {
 	if err := requireObject(raw, "body"); err != nil {
 		return "", query{}, err
 	}
+	if err := rejectDuplicateKeys(raw); err != nil {
+		return "", query{}, err
+	}
 	var req argoRequest
 	if err := json.Unmarshal(raw, &req); err != nil {
 		return "", query{}, newError(kindBadRequest, "request body is not a plugin generator request: "+jsonProblem(err, ""))
@@ -67,6 +72,9 @@ func parseArgoRequest(body io.Reader) (string, query, error) {
 	var p parameters
 	if len(input.Parameters) > 0 {
 		if err := requireObject(input.Parameters, "input.parameters"); err != nil {
+			return "", query{}, err
+		}
+		if err := rejectNullFields(input.Parameters, "input.parameters"); err != nil {
 			return "", query{}, err
 		}
 		dec := json.NewDecoder(bytes.NewReader(input.Parameters))
@@ -101,8 +109,77 @@ func requireObject(raw json.RawMessage, field string) error {
 	return nil
 }
 
+// rejectDuplicateKeys refuses a key given twice in any object of a JSON document: encoding/json keeps the
+// last, so {"workloads":["web"],"workloads":[]} would silently read as no filter. Documents nested
+// deeper than maxJSONDepth are refused too (nothing a plugin request holds is that deep).
+func rejectDuplicateKeys(raw []byte) error {
+	const maxJSONDepth = 32
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	var walk func(depth int) error
+	walk = func(depth int) error {
+		if depth > maxJSONDepth {
+			return fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				keyTok, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				key, _ := keyTok.(string)
+				if seen[key] {
+					return fmt.Errorf("key %q is given twice in one object", key)
+				}
+				seen[key] = true
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		case json.Delim('['):
+			for dec.More() {
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token()
+			return err
+		}
+		return nil
+	}
+	if err := walk(0); err != nil {
+		return newError(kindBadRequest, "body: "+jsonProblem(err, ""))
+	}
+	return nil
+}
+
+// rejectNullFields refuses a parameter set to null: it would read as the parameter's absence, and for
+// a filter that is the widest answer.
+func rejectNullFields(raw json.RawMessage, field string) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return newError(kindBadRequest, jsonProblem(err, field))
+	}
+	for key, v := range fields {
+		if string(bytes.TrimSpace(v)) == "null" {
+			return newError(kindBadRequest, fmt.Sprintf("%s.%s: null; leave the parameter out instead", field, key))
+		}
+	}
+	return nil
+}
+
 func (p parameters) query(prefix string) (query, error) {
 	q := query{workloadNamespace: p.WorkloadNamespace, registration: p.Registration, readyOnly: p.ReadyOnly}
+	if err := checkNames(q.workloadNamespace, q.registration, prefix); err != nil {
+		return q, err
+	}
 	for i, name := range p.Workloads {
 		ref, err := parseWorkloadRef(name)
 		if err != nil {
@@ -120,6 +197,22 @@ func (p parameters) query(prefix string) (query, error) {
 	return q, nil
 }
 
+// checkNames refuses a workloadNamespace or registration that no object can have: it would match
+// nothing, and an empty answer makes Argo CD delete Applications.
+func checkNames(workloadNamespace, registration, prefix string) error {
+	if workloadNamespace != "" {
+		if errs := validation.IsDNS1123Label(workloadNamespace); len(errs) > 0 {
+			return newError(kindBadRequest, fmt.Sprintf("%sworkloadNamespace %q: %s", prefix, workloadNamespace, strings.Join(errs, "; ")))
+		}
+	}
+	if registration != "" {
+		if errs := validation.IsDNS1123Subdomain(registration); len(errs) > 0 {
+			return newError(kindBadRequest, fmt.Sprintf("%sregistration %q: %s", prefix, registration, strings.Join(errs, "; ")))
+		}
+	}
+	return nil
+}
+
 // parseWorkloadRef reads "name" or "namespace/name".
 func parseWorkloadRef(s string) (workloadRef, error) {
 	s = strings.TrimSpace(s)
@@ -134,6 +227,14 @@ func parseWorkloadRef(s string) (workloadRef, error) {
 		return workloadRef{}, fmt.Errorf("%q has an empty namespace", s)
 	case strings.Contains(name, "/"):
 		return workloadRef{}, fmt.Errorf("%q: expected name or namespace/name", s)
+	}
+	if ns != "" {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return workloadRef{}, fmt.Errorf("namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return workloadRef{}, fmt.Errorf("name %q: %s", name, strings.Join(errs, "; "))
 	}
 	return workloadRef{namespace: ns, name: name}, nil
 }
@@ -213,9 +314,19 @@ var fluxQueryKeys = map[string]bool{
 }
 
 // ParseFluxQuery checks a Flux query as the server does (tests of examples).
-func ParseFluxQuery(q url.Values) error {
-	_, err := parseFluxQuery(q)
+func ParseFluxQuery(rawQuery string) error {
+	_, err := parseFluxRawQuery(rawQuery)
 	return err
+}
+
+// parseFluxRawQuery parses a query string strictly: url.URL.Query drops what it cannot decode, and a
+// dropped filter widens the answer.
+func parseFluxRawQuery(rawQuery string) (query, error) {
+	values, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return query{}, newError(kindBadRequest, "query: "+err.Error())
+	}
+	return parseFluxQuery(values)
 }
 
 // parseFluxQuery reads the same filters as the Argo CD inputs from query parameters; selectors use the
@@ -230,6 +341,9 @@ func parseFluxQuery(values url.Values) (query, error) {
 		}
 	}
 	q := query{workloadNamespace: values.Get("workloadNamespace"), registration: values.Get("registration")}
+	if err := checkNames(q.workloadNamespace, q.registration, ""); err != nil {
+		return q, err
+	}
 	if w := values.Get("workloads"); w != "" {
 		for i, name := range strings.Split(w, ",") {
 			ref, err := parseWorkloadRef(name)

@@ -109,7 +109,7 @@ func (s *Server) handleArgoCD(c *gin.Context) {
 
 // handleFlux answers GET /api/v1/flux/inputs.
 func (s *Server) handleFlux(c *gin.Context) {
-	q, err := parseFluxQuery(c.Request.URL.Query())
+	q, err := parseFluxRawQuery(c.Request.URL.RawQuery)
 	if err != nil {
 		s.fail(c, err)
 		return

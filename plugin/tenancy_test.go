@@ -241,13 +241,67 @@ func TestTenantsFileIsStrict(t *testing.T) {
 			}
 		})
 	}
-	// A token file that names no declared tenant is refused, never given a scope by accident.
+	// A token file that names no declared tenant is left out, never given a scope by accident; the
+	// other tokens still load.
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "team-x"), []byte("x"), 0o600); err != nil {
+	for name, tok := range map[string]string{"team-x": "x", "token": "admin"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tokens, err := NewTokens(TokenSource{Dir: dir})
+	if err != nil || valid(tokens, "x") || !valid(tokens, "admin") {
+		t.Fatalf("err = %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "token")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewTokens(TokenSource{Dir: dir}); err == nil || !strings.Contains(err.Error(), "names no declared tenant") {
+	if _, err := NewTokens(TokenSource{Dir: dir}); err == nil {
+		t.Fatal("a directory with no usable token was accepted")
+	}
+}
+
+// A token that two scopes share stands for neither: which one its holder should get is unknowable,
+// and the smaller answer would make Argo CD delete Applications.
+func TestTokenSharedBetweenScopesIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	tenants := filepath.Join(t.TempDir(), "tenants.yaml")
+	if err := os.WriteFile(tenants, []byte("tenants: [{name: team-a, workloadNamespaces: [a], registrations: [r]}]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range map[string]string{"team-a": "same", "token": "admin"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(tok), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tokens, err := NewTokens(TokenSource{Dir: dir, TenantsFile: tenants, Static: []string{"same"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if valid(tokens, "same") || !valid(tokens, "admin") {
+		t.Fatal("a token shared by the full scope and a tenant was accepted")
+	}
+}
+
+// Revoking a tenant takes effect at the next reload, even while another file fails.
+func TestRevokedTenantLosesAccess(t *testing.T) {
+	dir := t.TempDir()
+	tenants := filepath.Join(t.TempDir(), "tenants.yaml")
+	write := func(path, body string) {
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(tenants, "tenants: [{name: team-a, workloadNamespaces: [a], registrations: [r]}]")
+	write(filepath.Join(dir, "team-a"), "a-tok")
+	write(filepath.Join(dir, "team-z"), "z-tok") // undeclared
+	tokens, err := NewTokens(TokenSource{Dir: dir, TenantsFile: tenants})
+	if err != nil || !valid(tokens, "a-tok") {
 		t.Fatalf("err = %v", err)
+	}
+	write(tenants, "tenants: []")
+	if valid(tokens, "a-tok") {
+		t.Fatal("a tenant removed from the tenants file kept its access")
 	}
 }
 
