@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"path"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -330,4 +331,79 @@ func sorted(s []string) []string {
 	out := slices.Clone(s)
 	sort.Strings(out)
 	return out
+}
+
+// The multi-tenant example's values make the chart render what the example's ApplicationSets need: each
+// names a plugin ConfigMap in its own namespace that carries a tenant's token (by --plugin-configmaps),
+// one tenant per ApplicationSet, and that tenant's scope holds the ApplicationSet's workloadNamespace and
+// registration parameters, which the plugin would refuse with a 403 otherwise.
+func TestChartServesTheMultiTenantExample(t *testing.T) {
+	const namespace = "fleetbridge-system"
+	ch := loadChart(t)
+	values, err := chartutil.ReadValuesFile("../examples/multi-tenant/values.yaml")
+	must(t, err)
+	manifest, err := render(ch, namespace, values)
+	must(t, err)
+	objs := decodeObjects(t, []byte(manifest))
+	merged, err := chartutil.CoalesceValues(ch, values)
+	must(t, err)
+	checkTokens(t, objs, namespace, merged)
+	scopes := map[string]plugin.Tenant{}
+	for _, ct := range readChartValues(t, namespace, merged).tenants {
+		scopes[ct.Name] = ct.Tenant
+	}
+	d := find(objs, "Deployment", namespace, "fleetbridge")
+	if d == nil {
+		t.Fatal("no Deployment fleetbridge")
+	}
+	tenantOf := map[string]string{}
+	for _, entry := range strings.Split(containerArgs(d)["--plugin-configmaps"], ",") {
+		name, tenant, _ := strings.Cut(entry, "=")
+		tenantOf[name] = tenant
+	}
+
+	files, err := filepath.Glob("../examples/multi-tenant/*.yaml")
+	must(t, err)
+	used := map[string]string{} // tenant -> ApplicationSet
+	for _, file := range files {
+		if filepath.Base(file) == "values.yaml" {
+			continue
+		}
+		for _, o := range decodeObjects(t, mustRead(t, file)) {
+			if o.GetKind() != "ApplicationSet" {
+				continue
+			}
+			generators, _, _ := unstructured.NestedSlice(o.Object, "spec", "generators")
+			for _, g := range generators {
+				name, found, _ := unstructured.NestedString(g.(map[string]any), "plugin", "configMapRef", "name")
+				if !found {
+					continue
+				}
+				if find(objs, "ConfigMap", o.GetNamespace(), name) == nil {
+					t.Errorf("ApplicationSet %s names ConfigMap %s/%s, which the chart does not render", o.GetName(), o.GetNamespace(), name)
+					continue
+				}
+				tenant := tenantOf[name]
+				if tenant == "" {
+					t.Errorf("ApplicationSet %s names ConfigMap %s, which carries the full-scope token", o.GetName(), name)
+					continue
+				}
+				if other, ok := used[tenant]; ok {
+					t.Errorf("ApplicationSets %s and %s use tenant %s's ConfigMap", other, o.GetName(), tenant)
+				}
+				used[tenant] = o.GetName()
+				params, _, _ := unstructured.NestedStringMap(g.(map[string]any), "plugin", "input", "parameters")
+				scope := scopes[tenant]
+				if ns := params["workloadNamespace"]; ns != "" && !slices.Contains(scope.WorkloadNamespaces, ns) {
+					t.Errorf("ApplicationSet %s asks for workloadNamespace %s, outside tenant %s's %v", o.GetName(), ns, tenant, scope.WorkloadNamespaces)
+				}
+				if reg := params["registration"]; reg != "" && !slices.Contains(scope.Registrations, reg) {
+					t.Errorf("ApplicationSet %s asks for registration %s, outside tenant %s's %v", o.GetName(), reg, tenant, scope.Registrations)
+				}
+			}
+		}
+	}
+	if len(used) != len(scopes) {
+		t.Errorf("the example's ApplicationSets use tenants %v; the values declare %v", keys(used), keys(scopes))
+	}
 }
