@@ -30,11 +30,12 @@ import (
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
 )
 
-// The chart installs and upgrades for real with Helm's SDK: the generated plugin token is the same in
-// fleetbridge's and Argo CD's namespaces and survives the upgrade. Then the fleetbridge binary runs as
-// the chart's ServiceAccounts (split, confined to listed namespaces), with the args the chart renders,
-// and registers a cluster and answers the plugin: the least-privilege RBAC is enough, and nothing is
-// refused.
+// The chart installs and upgrades for real with Helm's SDK: the generated plugin tokens, the full-scope
+// one and each tenant's, are the same in fleetbridge's namespace and in Argo CD's (and the tenants' Flux
+// namespaces) and survive the upgrade. Then the fleetbridge binary runs as the chart's ServiceAccounts
+// (split, confined to listed namespaces), with the args the chart renders and the Secret and ConfigMap
+// it mounts, and registers a cluster and answers the plugin: the least-privilege RBAC is enough, nothing
+// is refused, and a tenant's token reads its own scope only.
 func TestChartInstallUpgradeAndRunWithItsRBAC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -44,7 +45,7 @@ func TestChartInstallUpgradeAndRunWithItsRBAC(t *testing.T) {
 		argoNS    = "argocd-live"
 		fleetNS   = "fleet-live"
 	)
-	for _, ns := range []string{namespace, argoNS, fleetNS, "fleet-unlisted", "workloads-live"} {
+	for _, ns := range []string{namespace, argoNS, fleetNS, "fleet-unlisted", "workloads-live", "workloads-other"} {
 		must(t, mgmt.EnsureNamespace(ctx, ns, nil))
 	}
 	dir := t.TempDir()
@@ -61,6 +62,10 @@ func TestChartInstallUpgradeAndRunWithItsRBAC(t *testing.T) {
 split: true
 argocd: {namespace: `+argoNS+`}
 rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
+plugin:
+  tenants:
+  - {name: live, workloadNamespaces: [workloads-live], registrations: [helm-live]}
+  - {name: other, workloadNamespaces: [workloads-other], registrations: [helm-live]}
 `)
 	install := action.NewInstall(cfg)
 	install.ReleaseName, install.Namespace = release, namespace
@@ -68,6 +73,13 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 		t.Fatalf("helm install: %v", err)
 	}
 	token := pluginToken(t, ctx, namespace, argoNS)
+	tenantTokens := map[string]string{}
+	for _, tenant := range []string{"live", "other"} {
+		tenantTokens[tenant] = tenantToken(t, ctx, namespace, tenant, argoNS, "workloads-"+tenant)
+		if tenantTokens[tenant] == token {
+			t.Fatalf("tenant %s has the full-scope token", tenant)
+		}
+	}
 
 	values["registrar"] = map[string]any{"workers": 4}
 	upgrade := action.NewUpgrade(cfg)
@@ -79,6 +91,11 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 	if again := pluginToken(t, ctx, namespace, argoNS); again != token {
 		t.Fatal("helm upgrade replaced the generated plugin token")
 	}
+	for tenant, tok := range tenantTokens {
+		if again := tenantToken(t, ctx, namespace, tenant, argoNS, "workloads-"+tenant); again != tok {
+			t.Fatalf("helm upgrade replaced tenant %s's generated token", tenant)
+		}
+	}
 
 	bin := buildFleetbridge(t, dir)
 	pluginAddr := ""
@@ -88,7 +105,7 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 			continue
 		}
 		sa, _, _ := unstructured.NestedString(d.Object, "spec", "template", "spec", "serviceAccountName")
-		args, addr := localArgs(t, d, namespace, dir, token)
+		args, addr := localArgs(t, ctx, d, namespace, dir)
 		if addr != "" {
 			pluginAddr = addr
 		}
@@ -140,16 +157,27 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 		}
 		return nil
 	})
-	testenv.Eventually(t, 30*time.Second, "the plugin answers with the registered cluster", func() error {
-		pairs, err := askPlugin(ctx, pluginAddr, token)
-		if err != nil {
-			return err
-		}
-		if len(pairs) != 1 || !strings.HasPrefix(pairs[0], "app-live-1-") {
-			return fmt.Errorf("pairs %v", pairs)
-		}
-		return nil
-	})
+	for _, tok := range []string{token, tenantTokens["live"]} {
+		testenv.Eventually(t, 30*time.Second, "the plugin answers with the registered cluster", func() error {
+			pairs, err := askPlugin(ctx, pluginAddr, tok, `{}`)
+			if err != nil {
+				return err
+			}
+			if len(pairs) != 1 || !strings.HasPrefix(pairs[0], "app-live-1-") {
+				return fmt.Errorf("pairs %v", pairs)
+			}
+			return nil
+		})
+	}
+	// Another tenant of the same Registration reads none of the live tenant's Workloads, and naming their
+	// namespace is refused.
+	if pairs, err := askPlugin(ctx, pluginAddr, tenantTokens["other"], `{}`); err != nil || len(pairs) != 0 {
+		t.Errorf("tenant other: pairs %v, error %v; want none", pairs, err)
+	}
+	if _, err := askPlugin(ctx, pluginAddr, tenantTokens["other"], `{"workloadNamespace":"workloads-live"}`); err == nil ||
+		!strings.HasPrefix(err.Error(), "status 403:") {
+		t.Errorf("tenant other asking for workloads-live: %v; want a 403", err)
+	}
 	// The chart's memory limit reached the Go runtime through the downward API and --memory-limit.
 	for _, p := range procs {
 		if !strings.Contains(p.Output(), "Go runtime memory limit set") {
@@ -190,16 +218,35 @@ func pluginToken(t *testing.T, ctx context.Context, namespaces ...string) string
 	return token
 }
 
+// tenantToken reads a tenant's token from its key in the release namespace's Secret (the plugin's tokens
+// directory) and from its own Secret in each other namespace, which must all agree.
+func tenantToken(t *testing.T, ctx context.Context, namespace, tenant string, namespaces ...string) string {
+	t.Helper()
+	s := &corev1.Secret{}
+	must(t, mgmt.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: "fleetbridge-plugin-token"}, s))
+	token := string(s.Data[tenant])
+	if len(token) < 32 {
+		t.Fatalf("tenant %s's token in the tokens directory is short", tenant)
+	}
+	for _, ns := range namespaces {
+		s := &corev1.Secret{}
+		must(t, mgmt.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fleetbridge-plugin-token-" + tenant}, s))
+		if string(s.Data["token"]) != token {
+			t.Fatalf("tenant %s's token in %s differs from the tokens directory's", tenant, ns)
+		}
+	}
+	return token
+}
+
 // localArgs turns a rendered Deployment's args into a local run: loopback ports, the Lease namespace a
-// pod would infer, and the mounted token directory. It returns the plugin address when it serves one.
-func localArgs(t *testing.T, d *unstructured.Unstructured, namespace, dir, token string) ([]string, string) {
+// pod would infer, and its volumes, the installed Secrets and ConfigMaps they name written to local
+// directories. It returns the plugin address when it serves one.
+func localArgs(t *testing.T, ctx context.Context, d *unstructured.Unstructured, namespace, dir string) ([]string, string) {
 	t.Helper()
 	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
 	raw, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
 	downward := downwardEnv(t, containers[0].(map[string]any))
-	tokens := filepath.Join(dir, d.GetName()+"-tokens")
-	must(t, os.MkdirAll(tokens, 0o700))
-	must(t, os.WriteFile(filepath.Join(tokens, "token"), []byte(token), 0o600))
+	mounts := localMounts(t, ctx, d, namespace, dir)
 	var args []string
 	plugin := ""
 	for _, a := range raw {
@@ -209,8 +256,11 @@ func localArgs(t *testing.T, d *unstructured.Unstructured, namespace, dir, token
 		case "--plugin-bind-address":
 			plugin = testenv.FreeAddr(t)
 			a = name + "=" + plugin
-		case "--plugin-tokens-dir":
-			a = name + "=" + tokens
+		}
+		for mountPath, local := range mounts {
+			if name, value, _ := strings.Cut(a, "="); value == mountPath || strings.HasPrefix(value, mountPath+"/") {
+				a = name + "=" + local + strings.TrimPrefix(value, mountPath)
+			}
 		}
 		for k, v := range downward {
 			a = strings.ReplaceAll(a, "$("+k+")", v)
@@ -221,6 +271,49 @@ func localArgs(t *testing.T, d *unstructured.Unstructured, namespace, dir, token
 		args = append(args, a)
 	}
 	return append(args, "--leader-election-namespace="+namespace), plugin
+}
+
+// localMounts writes each Secret or ConfigMap volume of a Deployment's first container, as installed, to
+// a directory of its own, one file per key as the kubelet would; it returns the directories by mount path.
+func localMounts(t *testing.T, ctx context.Context, d *unstructured.Unstructured, namespace, dir string) map[string]string {
+	t.Helper()
+	pod, _, _ := unstructured.NestedMap(d.Object, "spec", "template", "spec")
+	containers, _, _ := unstructured.NestedSlice(pod, "containers")
+	mounts, _, _ := unstructured.NestedSlice(containers[0].(map[string]any), "volumeMounts")
+	volumes, _, _ := unstructured.NestedSlice(pod, "volumes")
+	out := map[string]string{}
+	for _, m := range mounts {
+		m := m.(map[string]any)
+		files := map[string][]byte{}
+		for _, v := range volumes {
+			v := v.(map[string]any)
+			if v["name"] != m["name"] {
+				continue
+			}
+			if name, found, _ := unstructured.NestedString(v, "secret", "secretName"); found {
+				s := &corev1.Secret{}
+				must(t, mgmt.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, s))
+				files = s.Data
+			}
+			if name, found, _ := unstructured.NestedString(v, "configMap", "name"); found {
+				cm := &corev1.ConfigMap{}
+				must(t, mgmt.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, cm))
+				for k, data := range cm.Data {
+					files[k] = []byte(data)
+				}
+			}
+		}
+		if len(files) == 0 {
+			t.Fatalf("%s: volume %v is not an installed Secret or ConfigMap with data", d.GetName(), m["name"])
+		}
+		local := filepath.Join(dir, d.GetName()+"-"+m["name"].(string))
+		must(t, os.MkdirAll(local, 0o700))
+		for k, data := range files {
+			must(t, os.WriteFile(filepath.Join(local, k), data, 0o600))
+		}
+		out[m["mountPath"].(string)] = local
+	}
+	return out
 }
 
 // downwardEnv is what the kubelet puts in the container's environment variables that come from its own
@@ -276,10 +369,11 @@ func buildFleetbridge(t *testing.T, dir string) string {
 	return bin
 }
 
-// askPlugin is Argo CD's plugin generator call; it returns the pair names.
-func askPlugin(ctx context.Context, addr, token string) ([]string, error) {
+// askPlugin is Argo CD's plugin generator call with the given input parameters (a JSON object); it
+// returns the pair names, or an error starting "status <code>:" for an answer that is not a 200.
+func askPlugin(ctx context.Context, addr, token, parameters string) ([]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/getparams.execute",
-		bytes.NewBufferString(`{"applicationSetName":"live","input":{"parameters":{}}}`))
+		bytes.NewBufferString(`{"applicationSetName":"live","input":{"parameters":`+parameters+`}}`))
 	if err != nil {
 		return nil, err
 	}

@@ -54,6 +54,32 @@ leaderElection: {enabled: false}
 plugin: {token: {value: given-token-1234}, service: {type: NodePort}}
 argocd: {pluginConfigMap: {name: fleet-pairs, requestTimeout: 60}}
 `},
+	// team-a has a cluster selector and its Flux Secret in its own namespace; team-b's Workloads live in
+	// two namespaces, and its Flux Secrets go to one of them and to Argo CD's namespace, which has its
+	// Argo CD Secret already.
+	{"tenants, split", "fleetbridge-tenants", `
+split: true
+plugin:
+  maxAnswerBytes: 67108864
+  tenants:
+  - name: team-a
+    workloadNamespaces: [fleet-team-a]
+    registrations: [team-a]
+    clusterSelector: {matchLabels: {env: prod}, matchExpressions: [{key: region, operator: In, values: [eu, us]}]}
+  - name: team-b
+    workloadNamespaces: [fleet-team-b, fleet-shared]
+    registrations: [team-b, shared]
+    fluxNamespaces: [team-b, argocd]
+`},
+	{"tenants, in Argo CD's namespace, renamed, without the full-scope ConfigMap", "argocd-tenants", `
+argocd: {namespace: argocd-tenants, pluginConfigMap: {name: fleet-pairs, create: false}}
+rbac: {secretNamespaces: [argocd-tenants]}
+plugin:
+  token: {secretName: fleet-token, extraNamespaces: [team-a]}
+  tenants:
+  - {name: team-a, workloadNamespaces: [team-a], registrations: [team-a]}
+  - {name: team-b, workloadNamespaces: [team-b], registrations: [team-b], fluxNamespaces: []}
+`},
 }
 
 func loadChart(t *testing.T) *chart.Chart {
@@ -117,10 +143,29 @@ func TestChartRendersAndApplies(t *testing.T) {
 			}
 			objs := decodeObjects(t, []byte(manifest))
 			dryRunApply(t, ctx, vs.name, objs)
+			checkUnique(t, objs)
 			checkWorkloads(t, objs)
 			checkRBAC(t, objs, parseValues(t, vs.values))
-			checkToken(t, objs)
+			merged, err := chartutil.CoalesceValues(ch, parseValues(t, vs.values))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkTokens(t, objs, vs.namespace, merged)
 		})
+	}
+}
+
+// checkUnique: no two rendered objects share a kind, namespace and name: in the cluster they would be one
+// object.
+func checkUnique(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, o := range objs {
+		key := o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
+		if seen[key] {
+			t.Errorf("%s is rendered twice", key)
+		}
+		seen[key] = true
 	}
 }
 
@@ -171,28 +216,6 @@ func checkWorkloads(t *testing.T, objs []*unstructured.Unstructured) {
 	}
 }
 
-// checkToken: every copy of the plugin token Secret holds the same token, and Argo CD's copy carries
-// the label Argo CD needs to read it.
-func checkToken(t *testing.T, objs []*unstructured.Unstructured) {
-	t.Helper()
-	var tokens []string
-	for _, o := range objs {
-		if o.GetKind() != "Secret" {
-			continue
-		}
-		tok, _, _ := unstructured.NestedString(o.Object, "data", "token")
-		tokens = append(tokens, tok)
-		if o.GetNamespace() == argoNamespace(objs) && o.GetLabels()["app.kubernetes.io/part-of"] != "argocd" {
-			t.Errorf("token Secret %s/%s lacks app.kubernetes.io/part-of=argocd", o.GetNamespace(), o.GetName())
-		}
-	}
-	for _, tok := range tokens {
-		if tok == "" || tok != tokens[0] {
-			t.Errorf("token Secrets differ or are empty")
-		}
-	}
-}
-
 // argoNamespace is where the plugin ConfigMap went ("" without one).
 func argoNamespace(objs []*unstructured.Unstructured) string {
 	for _, o := range objs {
@@ -216,6 +239,17 @@ func TestChartSchemaRejectsWrongValues(t *testing.T) {
 		{`image: {pullPolicy: Sometimes}`, "/image/pullPolicy"},
 		{`registrar: {enabled: false}
 plugin: {enabled: false}`, "enabled"},
+		{`plugin: {maxAnswerBytes: -1}`, "/plugin/maxAnswerBytes"},
+		{`plugin: {maxAnswerBytes: 64Mi}`, "/plugin/maxAnswerBytes"},
+		{`plugin: {tenants: [{name: token, workloadNamespaces: [a], registrations: [a]}]}`, "/plugin/tenants/0/name"},
+		{`plugin: {tenants: [{name: Team_A, workloadNamespaces: [a], registrations: [a]}]}`, "/plugin/tenants/0/name"},
+		{`plugin: {tenants: [{name: a, workloadNamespaces: [], registrations: [a]}]}`, "/plugin/tenants/0/workloadNamespaces"},
+		{`plugin: {tenants: [{name: a, workloadNamespaces: [a]}]}`, "missing property 'registrations'"},
+		{`plugin: {tenants: [{name: a, namespaces: [a], workloadNamespaces: [a], registrations: [a]}]}`, "'namespaces' not allowed"},
+		{`plugin: {tenants: [{name: a, workloadNamespaces: [a], registrations: [a], clusterSelector: {matchExpressions: [{key: env, operator: Equals}]}}]}`,
+			"/plugin/tenants/0/clusterSelector/matchExpressions/0/operator"},
+		{`plugin: {tenants: [{name: a, workloadNamespaces: [a], registrations: [a]}, {name: a, workloadNamespaces: [b], registrations: [b]}]}`,
+			"tenant a is declared twice"},
 	} {
 		_, err := render(ch, "fleetbridge-system", parseValues(t, tc.values))
 		if err == nil {

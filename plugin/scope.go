@@ -78,13 +78,25 @@ type Tenant struct {
 	ClusterSelector *metav1.LabelSelector `json:"clusterSelector,omitempty"`
 }
 
-// readTenants parses a tenants file strictly: an unknown field or a tenant without namespaces or
+// ParseTenants checks a tenants file's content as the server reads it (what the Helm chart writes, for
+// its tests and for tools that write the file).
+func ParseTenants(raw []byte) error {
+	_, err := parseTenants(raw, "file")
+	return err
+}
+
+// readTenants reads a tenants file strictly: an unknown field or a tenant without namespaces or
 // Registrations is an error, never a wider scope.
 func readTenants(path string) (map[string]*Scope, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plugin tenants: %w", err)
 	}
+	return parseTenants(raw, path)
+}
+
+// parseTenants parses a tenants file's content; path names it in errors.
+func parseTenants(raw []byte, path string) (map[string]*Scope, error) {
 	var file TenantsFile
 	if err := yaml.UnmarshalStrict(raw, &file); err != nil {
 		return nil, fmt.Errorf("plugin tenants %s: %w", path, err)
@@ -109,6 +121,7 @@ func readTenants(path string) (map[string]*Scope, error) {
 		}
 		scope := &Scope{Tenant: t.Name, WorkloadNamespaces: slices.Clone(t.WorkloadNamespaces), Registrations: slices.Clone(t.Registrations)}
 		if t.ClusterSelector != nil {
+			var err error
 			if scope.ClusterSelector, err = metav1.LabelSelectorAsSelector(t.ClusterSelector); err != nil {
 				return nil, fmt.Errorf("%s.clusterSelector: %w", field, err)
 			}
