@@ -60,6 +60,11 @@ func workloadStatus(w *fleetv1.Workload, snap *fleet.Snapshot) fleetv1.WorkloadS
 	switch {
 	case err != nil:
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, fleetv1.ReasonInvalidSpec, err.Error()
+		for i := range snap.Workloads {
+			if snap.Workloads[i].Namespace == w.Namespace && snap.Workloads[i].Name == w.Name {
+				cond.Message += "; plugin answers keep its last valid version"
+			}
+		}
 	default:
 		only := &fleet.Snapshot{Clusters: snap.Clusters, Workloads: []fleet.Workload{converted}}
 		matched := only.CountPairs(fleet.Filter{})

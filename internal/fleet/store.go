@@ -40,10 +40,13 @@ type clusterConversion struct {
 	ok               bool
 }
 
+// workloadConversion is a Workload's conversion at rv. When that version is invalid (err), workload is
+// the last valid version's, if there was one (valid).
 type workloadConversion struct {
 	rv       string
 	workload Workload
 	err      error
+	valid    bool
 }
 
 // Snapshot is the fleet at one version. Treat it as read-only.
@@ -51,7 +54,8 @@ type Snapshot struct {
 	Version   uint64
 	Clusters  []Cluster
 	Workloads []Workload
-	// Invalid maps a Workload that cannot be used to the reason.
+	// Invalid maps a Workload whose current version cannot be used to the reason; its last valid
+	// version, if any, is still in Workloads.
 	Invalid map[types.NamespacedName]error
 }
 
@@ -227,14 +231,22 @@ func (s *Store) Snapshot() *Snapshot {
 		conv, cached := s.workloadConv[key]
 		if !cached || conv.rv != w.ResourceVersion || w.ResourceVersion == "" {
 			converted, err := WorkloadFrom(w)
-			conv = workloadConversion{rv: w.ResourceVersion, workload: converted, err: err}
+			next := workloadConversion{rv: w.ResourceVersion, workload: converted, err: err}
+			if err != nil && cached && conv.valid {
+				// An edit that breaks a Workload keeps its last valid version in answers: dropping it
+				// would shrink them, and Argo CD would delete its Applications.
+				next.workload, next.valid = conv.workload, true
+			}
+			next.valid = next.valid || err == nil
+			conv = next
 			s.workloadConv[key] = conv
 		}
 		if conv.err != nil {
 			snap.Invalid[key] = conv.err
-			continue
 		}
-		snap.Workloads = append(snap.Workloads, conv.workload)
+		if conv.valid {
+			snap.Workloads = append(snap.Workloads, conv.workload)
+		}
 	}
 	for k := range s.workloadConv {
 		if s.workloads[k] == nil {
