@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -96,6 +97,24 @@ plugin:
 			t.Fatalf("helm upgrade replaced tenant %s's generated token", tenant)
 		}
 	}
+
+	// The plugin's ServiceAccount lists and watches Secrets' metadata in the Secret namespace only, and
+	// may get no Secret.
+	pluginSA := release + "-plugin"
+	testenv.Eventually(t, 10*time.Second, "the plugin's Secret access", func() error {
+		for _, c := range []struct {
+			verb, namespace string
+			allowed         bool
+		}{
+			{"list", argoNS, true}, {"watch", argoNS, true}, {"get", argoNS, false},
+			{"list", fleetNS, false}, {"get", fleetNS, false}, {"list", namespace, false}, {"get", namespace, false},
+		} {
+			if got := mayAccessSecrets(t, ctx, namespace, pluginSA, c.verb, c.namespace); got != c.allowed {
+				return fmt.Errorf("%s may %s Secrets in %s: %v, want %v", pluginSA, c.verb, c.namespace, got, c.allowed)
+			}
+		}
+		return nil
+	})
 
 	bin := buildFleetbridge(t, dir)
 	pluginAddr := ""
@@ -236,6 +255,19 @@ func tenantToken(t *testing.T, ctx context.Context, namespace, tenant string, na
 		}
 	}
 	return token
+}
+
+// mayAccessSecrets asks the API server's authorizer whether a ServiceAccount (with the groups a pod's
+// token has) may use verb on Secrets in namespace.
+func mayAccessSecrets(t *testing.T, ctx context.Context, saNamespace, sa, verb, namespace string) bool {
+	t.Helper()
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:               "system:serviceaccount:" + saNamespace + ":" + sa,
+		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + saNamespace, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: "secrets"},
+	}}
+	must(t, mgmt.Client.Create(ctx, review))
+	return review.Status.Allowed
 }
 
 // localArgs turns a rendered Deployment's args into a local run: loopback ports, the Lease namespace a

@@ -43,6 +43,12 @@ rbac:
   clusterNamespaces: [fleet-eu, fleet-us]
 plugin: {token: {extraNamespaces: [team-a]}}
 `},
+	{"split, confined to listed namespaces", "fleetbridge-split-confined", `
+split: true
+rbac:
+  secretNamespaces: [argocd, team-a, team-b]
+  clusterNamespaces: [fleet-eu]
+`},
 	{"registrar only, Secrets everywhere", "fleetbridge-registrar", `
 plugin: {enabled: false}
 rbac: {allNamespaceSecrets: true}
@@ -355,6 +361,10 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, values map[strin
 			union[p.group+"|"+p.resource+"|"+p.verb] = true
 		}
 	}
+	n := checkPluginSecrets(t, objs, all, secretNS, allSecrets)
+	if split, _ := values["split"].(bool); split && valueEnabled(values, "plugin") && n != 1 {
+		t.Errorf("%d plugin Deployments rendered, want 1", n)
+	}
 	if !valueEnabled(values, "registrar") || !valueEnabled(values, "plugin") {
 		return // the exact-set check needs both components
 	}
@@ -372,6 +382,44 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, values map[strin
 	if diff := setDiff(union, want); diff != "" {
 		t.Errorf("chart RBAC differs from the code's markers (+ chart, - markers):\n%s", diff)
 	}
+}
+
+// checkPluginSecrets: the plugin on its own (split) may list and watch Secrets in the Secret namespaces
+// (everywhere only with rbac.allNamespaceSecrets), and nothing else on them, get included. It reads
+// their metadata only; RBAC cannot grant a list without data, but a get would add nothing it uses. It
+// returns how many plugin Deployments it checked.
+func checkPluginSecrets(t *testing.T, objs []*unstructured.Unstructured, all map[string]map[permission]bool, secretNS []string, allSecrets bool) int {
+	t.Helper()
+	want := map[string]bool{}
+	for _, ns := range secretNS {
+		want[ns+"|list"], want[ns+"|watch"] = true, true
+	}
+	if allSecrets {
+		want = map[string]bool{"|list": true, "|watch": true}
+	}
+	checked := 0
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" || o.GetLabels()["app.kubernetes.io/component"] != "plugin" {
+			continue
+		}
+		checked++
+		name, _, _ := unstructured.NestedString(o.Object, "spec", "template", "spec", "serviceAccountName")
+		sa := o.GetNamespace() + "/" + name
+		got := map[string]bool{}
+		for p := range all[sa] {
+			if p.group != "" || p.resource != "secrets" {
+				continue
+			}
+			got[p.namespace+"|"+p.verb] = true
+			if p.verb == "get" {
+				t.Errorf("the plugin's ServiceAccount %s may get Secrets in %q", sa, p.namespace)
+			}
+		}
+		if diff := setDiff(got, want); diff != "" {
+			t.Errorf("the plugin's ServiceAccount %s: Secret namespace|verb differ from list and watch in the Secret namespaces (+ chart, - want):\n%s", sa, diff)
+		}
+	}
+	return checked
 }
 
 func valueEnabled(values map[string]any, component string) bool {

@@ -8,14 +8,12 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
-	"github.com/fleetbridge/fleetbridge/internal/argocd"
 	"github.com/fleetbridge/fleetbridge/internal/fleet"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
@@ -33,15 +31,12 @@ func syntheticStore(n int) *fleet.Store {
 			"team":   fmt.Sprintf("team-%d", i%10),
 		}
 		capi := &clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: "fleet", Name: name, Labels: labels, ResourceVersion: "1"}}
-		secretLabels := owned.Labels("fleet", types.NamespacedName{Namespace: "fleet", Name: name}, owned.OutputArgoCD)
-		secretLabels[owned.LabelKubernetesVersion] = "v1.36.3"
-		secret := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "argocd", Name: "fleetbridge-fleet-" + name, Labels: secretLabels, ResourceVersion: "1"},
-			Data: map[string][]byte{
-				argocd.KeyName:   []byte("fleet-" + name),
-				argocd.KeyServer: fmt.Appendf(nil, "https://10.%d.%d.%d:6443", i/65536%256, i/256%256, i%256),
-			},
-		}
+		rec := owned.Record{Registration: "fleet", Cluster: types.NamespacedName{Namespace: "fleet", Name: name}, Output: owned.OutputArgoCD,
+			Server: fmt.Sprintf("https://10.%d.%d.%d:6443", i/65536%256, i/256%256, i%256), ArgoCDName: "fleet-" + name,
+			KubernetesVersion: "v1.36.3", Reachable: true}
+		secret := fleet.SecretMetadata()
+		secret.ObjectMeta = metav1.ObjectMeta{Namespace: "argocd", Name: "fleetbridge-fleet-" + name, Labels: rec.Labels(),
+			Annotations: rec.Annotations(), ResourceVersion: "1"}
 		store.Add(capi)
 		store.Add(secret)
 	}

@@ -34,9 +34,13 @@ type Options struct {
 	RefreshInterval time.Duration
 }
 
+// The plugin lists and watches owned Secrets as metadata only (fleet.SecretMetadata); RBAC cannot grant
+// a list without data, so the verbs are list and watch, and never get.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
+
 // Setup adds the plugin server (on every replica), the ApplicationSet refresher (leader only) and the
-// Workload status controller to a manager. The manager's cache must hold owned Secrets, CAPI Clusters
-// and Workloads.
+// Workload status controller to a manager. The manager's cache must hold owned Secrets (their metadata,
+// confined as registrar.CacheByObject confines Secrets), CAPI Clusters and Workloads.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, error) {
 	store := fleet.NewStore()
 	if err := store.Watch(ctx, mgr.GetCache()); err != nil {

@@ -105,10 +105,12 @@ func factLabels(cluster *clusterv1.Cluster, facts clusterFacts) map[string]strin
 }
 
 // record is what a Secret written for one Registration and Cluster says about the cluster (owned.Record).
-// The Secret is written right after a successful probe, so it is reachable.
-func record(reg *fleetv1.Registration, cluster *clusterv1.Cluster, output string, t *tokenTimes, facts clusterFacts) owned.Record {
+// The Secret is written right after a successful probe, so it is reachable. The server is the one the
+// Argo CD Secret's data holds (no trailing slash), on Flux outputs too, so both outputs of a cluster
+// say the same.
+func record(reg *fleetv1.Registration, cluster *clusterv1.Cluster, output, server string, t *tokenTimes, facts clusterFacts) owned.Record {
 	r := owned.Record{Registration: reg.Name, Cluster: types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name},
-		Output: output, KubernetesVersion: facts.KubernetesVersion, Reachable: true}
+		Output: output, Server: strings.TrimSuffix(server, "/"), KubernetesVersion: facts.KubernetesVersion, Reachable: true}
 	if t != nil {
 		r.TokenIssuedAt, r.TokenExpiresAt = t.IssuedAt, t.ExpiresAt
 	}
@@ -151,7 +153,8 @@ func desiredArgoSecret(reg *fleetv1.Registration, cluster *clusterv1.Cluster, se
 	if err != nil {
 		return nil, err
 	}
-	rec := record(reg, cluster, owned.OutputArgoCD, token, facts)
+	rec := record(reg, cluster, owned.OutputArgoCD, server, token, facts)
+	rec.ArgoCDName = name
 	labels := secretLabels(reg, cluster, facts, rec)
 	labels[argocd.SecretTypeLabel] = argocd.SecretTypeCluster
 	return &corev1.Secret{
@@ -168,7 +171,7 @@ func desiredArgoSecret(reg *fleetv1.Registration, cluster *clusterv1.Cluster, se
 }
 
 // desiredFluxSecrets are the kubeconfig Secrets for one Registration and Cluster, one per Flux namespace.
-func desiredFluxSecrets(reg *fleetv1.Registration, cluster *clusterv1.Cluster, namespaces []string, kubeconfig []byte,
+func desiredFluxSecrets(reg *fleetv1.Registration, cluster *clusterv1.Cluster, namespaces []string, kubeconfig []byte, server string,
 	token *tokenTimes, facts clusterFacts) ([]*corev1.Secret, error) {
 	name, err := renderTemplate("spec.flux.secretNameTemplate", fluxSecretTemplate(reg), cluster)
 	if err != nil {
@@ -179,7 +182,7 @@ func desiredFluxSecrets(reg *fleetv1.Registration, cluster *clusterv1.Cluster, n
 	}
 	out := make([]*corev1.Secret, 0, len(namespaces))
 	for _, ns := range namespaces {
-		rec := record(reg, cluster, owned.OutputFlux, token, facts)
+		rec := record(reg, cluster, owned.OutputFlux, server, token, facts)
 		labels := secretLabels(reg, cluster, facts, rec)
 		labels[flux.WatchLabel] = flux.WatchEnabled
 		out = append(out, &corev1.Secret{

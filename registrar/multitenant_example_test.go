@@ -181,9 +181,10 @@ func TestMultiTenantExampleIsolatesTenants(t *testing.T) {
 		}
 	}
 
-	// The plugin's answers, from what was written and the example's Workloads.
+	// The plugin's answers, from the metadata of what was written and the example's Workloads.
 	store := fleet.NewStore()
-	secrets := &corev1.SecretList{}
+	secrets := &metav1.PartialObjectMetadataList{}
+	secrets.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("SecretList"))
 	must(t, c.List(ctx, secrets, client.MatchingLabelsSelector{Selector: owned.Selector()}))
 	for i := range secrets.Items {
 		store.Add(&secrets.Items[i])

@@ -205,7 +205,7 @@ func (r *ClusterReconciler) render(ctx context.Context, s *clusterScope) error {
 		if err != nil {
 			return failure(fleetv1.ReasonKubeconfigInvalid, "Flux outputs: %s", err)
 		}
-		secrets, err := desiredFluxSecrets(s.reg, s.cluster, namespaces, kc, s.times, s.facts)
+		secrets, err := desiredFluxSecrets(s.reg, s.cluster, namespaces, kc, s.conn.creds.Server, s.times, s.facts)
 		if err != nil {
 			return failure(fleetv1.ReasonInvalidSpec, "%s", err)
 		}

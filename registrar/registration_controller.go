@@ -153,7 +153,7 @@ func validateSpec(reg *fleetv1.Registration) error {
 		}
 	}
 	if reg.Spec.Flux != nil {
-		if _, err := desiredFluxSecrets(reg, probe, nil, nil, nil, clusterFacts{}); err != nil {
+		if _, err := desiredFluxSecrets(reg, probe, nil, nil, "", nil, clusterFacts{}); err != nil {
 			return err
 		}
 		if reg.Spec.Flux.NamespaceSelector != nil {

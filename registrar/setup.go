@@ -114,10 +114,13 @@ func DefaultOptions() Options {
 		ReconcileTimeout: time.Minute, MaxResponseBytes: 4 << 20}
 }
 
-// CacheByObject restricts the manager's Secret informer to Secrets fleetbridge owns, in the namespaces
+// CacheByObject restricts the manager's Secret informers to Secrets fleetbridge owns, in the namespaces
 // it may write: the registrar never caches other Secrets (CAPI kubeconfig Secrets are watched as metadata
-// by a cache of their own). Clusters are watched only where their kubeconfig Secrets may be read.
-// Neither keeps managedFields it does not read (a Cluster's are often larger than the rest of it).
+// by a cache of their own). The cache keys these options by kind, so they confine both Secret informers
+// alike: the registrar's, of whole owned Secrets, and the plugin's, of their metadata only (the plugin
+// keeps no credentials, in one process with the registrar or on its own). Clusters are watched only
+// where their kubeconfig Secrets may be read. Neither keeps managedFields it does not read (a Cluster's
+// are often larger than the rest of it).
 func CacheByObject(ns Namespaces) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&corev1.Secret{}:     {Label: owned.Selector(), Namespaces: namespaceSet(ns.Secrets), Transform: keepOwnApplyFields},
@@ -126,10 +129,15 @@ func CacheByObject(ns Namespaces) map[client.Object]cache.ByObject {
 }
 
 // keepOwnApplyFields drops the managedFields entries of other managers from a cached Secret: only
-// fleetbridge's own server-side apply entry is read (appliedFields).
+// fleetbridge's own server-side apply entry is read (appliedFields), and only on whole Secrets. The
+// plugin's metadata copies keep none.
 func keepOwnApplyFields(obj any) (any, error) {
 	o, ok := obj.(metav1.Object)
 	if !ok {
+		return obj, nil
+	}
+	if _, partial := obj.(*metav1.PartialObjectMetadata); partial {
+		o.SetManagedFields(nil)
 		return obj, nil
 	}
 	entries := o.GetManagedFields()

@@ -4,45 +4,40 @@ import (
 	"encoding/json"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
-	"github.com/fleetbridge/fleetbridge/internal/argocd"
-	"github.com/fleetbridge/fleetbridge/internal/flux"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
 
-// ClusterFromSecret is the registered cluster an owned Argo CD or Flux Secret stands for. capi, when
-// known, supplies the labels workloads select on (the CAPI Cluster's own, not only the propagated ones).
-func ClusterFromSecret(s *corev1.Secret, capi *clusterv1.Cluster) (Cluster, bool) {
-	rec, ok := owned.RecordOf(s.Labels, s.Annotations)
-	if !ok {
+// ClusterFromSecret is the registered cluster an owned Argo CD or Flux Secret stands for, read from the
+// Secret's metadata alone (owned.Record): its labels and annotations, never its data. A Secret whose
+// metadata lacks the server (or, on an Argo CD output, the Argo CD name) stands for no cluster until the
+// registrar writes it back: an older registrar's Secret, or one someone edited. capi, when known,
+// supplies the labels workloads select on (the CAPI Cluster's own, not only the propagated ones).
+func ClusterFromSecret(s metav1.Object, capi *clusterv1.Cluster) (Cluster, bool) {
+	rec, ok := owned.RecordOf(s.GetLabels(), s.GetAnnotations())
+	if !ok || rec.Server == "" {
+		return Cluster{}, false
+	}
+	switch rec.Output {
+	case owned.OutputArgoCD:
+		if rec.ArgoCDName == "" {
+			return Cluster{}, false
+		}
+	case owned.OutputFlux:
+		rec.ArgoCDName = ""
+	default:
 		return Cluster{}, false
 	}
 	c := Cluster{
 		Name: rec.Cluster.Name, Namespace: rec.Cluster.Namespace, Registration: rec.Registration,
-		KubernetesVersion: rec.KubernetesVersion, Ready: rec.Reachable, Labels: map[string]string{},
+		KubernetesVersion: rec.KubernetesVersion, Ready: rec.Reachable, Server: rec.Server, ArgoCDName: rec.ArgoCDName,
+		Labels: map[string]string{},
 	}
-	switch rec.Output {
-	case owned.OutputArgoCD:
-		c.ArgoCDName = string(s.Data[argocd.KeyName])
-		c.Server = string(s.Data[argocd.KeyServer])
-	case owned.OutputFlux:
-		cfg, err := clientcmd.Load(s.Data[flux.KubeconfigKey])
-		if err != nil {
-			return Cluster{}, false
-		}
-		for _, cl := range cfg.Clusters {
-			c.Server = cl.Server
-		}
-	default:
-		return Cluster{}, false
-	}
-	labels := s.Labels
+	labels := s.GetLabels()
 	if capi != nil {
 		labels = capi.Labels
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -17,10 +18,11 @@ import (
 )
 
 // Store keeps the fleet in memory, fed by informer events, and hands out immutable snapshots rebuilt
-// only after a change, so a request never lists or copies objects.
+// only after a change, so a request never lists or copies objects. It knows owned Secrets by their
+// metadata only (SecretMetadata): no credential ever enters it.
 type Store struct {
 	mu        sync.Mutex
-	secrets   map[types.NamespacedName]*corev1.Secret
+	secrets   map[types.NamespacedName]*metav1.PartialObjectMetadata
 	capi      map[types.NamespacedName]*clusterv1.Cluster
 	workloads map[types.NamespacedName]*fleetv1.Workload
 	version   uint64
@@ -62,7 +64,7 @@ type Snapshot struct {
 // NewStore returns an empty Store.
 func NewStore() *Store {
 	return &Store{
-		secrets:   map[types.NamespacedName]*corev1.Secret{},
+		secrets:   map[types.NamespacedName]*metav1.PartialObjectMetadata{},
 		capi:      map[types.NamespacedName]*clusterv1.Cluster{},
 		workloads: map[types.NamespacedName]*fleetv1.Workload{},
 
@@ -71,12 +73,23 @@ func NewStore() *Store {
 	}
 }
 
-// Add puts an object into the Store as an informer add or update event does.
+// SecretMetadata is a Secret as the Store sees it: metadata only, with the Secret kind. Its informer
+// lists and watches Secrets without their data, so the process never receives the credentials.
+func SecretMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	return m
+}
+
+// Add puts an object into the Store as an informer add or update event does: a Secret's metadata
+// (the Store watches no other kind as metadata), a CAPI Cluster or a Workload.
 func (s *Store) Add(obj client.Object) { s.set(obj) }
 
-// Watch feeds the Store from a cache's informers (owned Secrets, CAPI Clusters, Workloads).
+// Watch feeds the Store from a cache's informers: owned Secrets as metadata only, CAPI Clusters and
+// Workloads. The cache's options for Secrets (label selector, namespaces, transform) apply to the
+// metadata informer too: a cache keys them by kind.
 func (s *Store) Watch(ctx context.Context, c cache.Cache) error {
-	for _, obj := range []client.Object{&corev1.Secret{}, &clusterv1.Cluster{}, &fleetv1.Workload{}} {
+	for _, obj := range []client.Object{SecretMetadata(), &clusterv1.Cluster{}, &fleetv1.Workload{}} {
 		inf, err := c.GetInformer(ctx, obj)
 		if err != nil {
 			return err
@@ -125,7 +138,7 @@ func (s *Store) set(o any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch obj := o.(type) {
-	case *corev1.Secret:
+	case *metav1.PartialObjectMetadata:
 		if !owned.IsOwned(obj.Labels) {
 			return
 		}
@@ -152,7 +165,7 @@ func (s *Store) remove(o any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch obj.(type) {
-	case *corev1.Secret:
+	case *metav1.PartialObjectMetadata:
 		delete(s.secrets, key)
 	case *clusterv1.Cluster:
 		delete(s.capi, key)

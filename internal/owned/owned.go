@@ -27,12 +27,17 @@ const (
 	LabelInfrastructureKind = "fleetbridge.io/infrastructure-kind"
 )
 
-// Annotations on written secrets. They hold timing only, never credential material.
+// Annotations on written secrets. They hold the non-secret facts of a registered cluster, never
+// credential material, so a reader of a Secret's metadata alone (the plugin) needs none of its data.
 const (
 	AnnotationTokenIssuedAt  = "fleetbridge.io/token-issued-at"
 	AnnotationTokenExpiresAt = "fleetbridge.io/token-expires-at"
 	// AnnotationReachable is "false" while the cluster's last probe failed (the Secret is kept, marked).
 	AnnotationReachable = "fleetbridge.io/reachable"
+	// AnnotationServer is the workload API server's URL (a URL is not a valid label value).
+	AnnotationServer = "fleetbridge.io/server"
+	// AnnotationArgoCDName is the cluster's name in Argo CD (the Secret's data.name), on Argo CD outputs.
+	AnnotationArgoCDName = "fleetbridge.io/argocd-name"
 )
 
 // Outputs: what an owned object is.

@@ -9,12 +9,16 @@ import (
 )
 
 // Record is what a Secret fleetbridge writes says about the registered cluster in its metadata: whose
-// Secret it is, which output, what the last probe learned, and the timing of the token it carries. The registrar encodes it onto every Secret it writes, and
-// internal/fleet decodes it; it lives only in labels and annotations.
+// Secret it is, which output, where the cluster is, what the last probe learned, and the timing of the
+// token it carries. The registrar encodes it onto every Secret it writes, and internal/fleet decodes it;
+// it lives only in labels and annotations, so the plugin reads a registered cluster without its
+// credentials.
 type Record struct {
 	Registration string
 	Cluster      types.NamespacedName
 	Output       string
+	// Server is the workload API server's URL; ArgoCDName the cluster's name in Argo CD (Argo CD output).
+	Server, ArgoCDName string
 	// KubernetesVersion is what the last successful probe reported ("" when unknown).
 	KubernetesVersion string
 	// Reachable is false while the cluster's last probe failed.
@@ -38,6 +42,12 @@ func (r Record) Annotations() map[string]string {
 	if r.Reachable {
 		out[AnnotationReachable] = "true"
 	}
+	if r.Server != "" {
+		out[AnnotationServer] = r.Server
+	}
+	if r.ArgoCDName != "" {
+		out[AnnotationArgoCDName] = r.ArgoCDName
+	}
 	if !r.TokenIssuedAt.IsZero() && !r.TokenExpiresAt.IsZero() {
 		out[AnnotationTokenIssuedAt] = r.TokenIssuedAt.UTC().Format(time.RFC3339)
 		out[AnnotationTokenExpiresAt] = r.TokenExpiresAt.UTC().Format(time.RFC3339)
@@ -55,6 +65,7 @@ func RecordOf(labels, annotations map[string]string) (Record, bool) {
 	}
 	r := Record{
 		Registration: labels[LabelRegistration], Cluster: cluster, Output: labels[LabelOutput],
+		Server: annotations[AnnotationServer], ArgoCDName: annotations[AnnotationArgoCDName],
 		KubernetesVersion: strings.ReplaceAll(labels[LabelKubernetesVersion], "_", "+"),
 		Reachable:         annotations[AnnotationReachable] != "false",
 	}
