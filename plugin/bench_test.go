@@ -23,6 +23,7 @@ import (
 // so the answer has n/2*20 pairs. Objects go into a real Store, as informer events would put them.
 func syntheticStore(n int) *fleet.Store {
 	store := fleet.NewStore()
+	store.Add(&fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}, Spec: fleetv1.RegistrationSpec{ArgoCD: &fleetv1.ArgoCDTarget{Namespace: "argocd"}}})
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("cluster-%05d", i)
 		labels := map[string]string{

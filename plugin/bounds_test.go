@@ -91,3 +91,18 @@ func workloadWithValues(t *testing.T, values map[string]any) *fleetv1.Workload {
 		},
 	}
 }
+
+// An answer holding a cluster whose Secret lacks its published facts is a 503 (Argo CD keeps its
+// Applications), not an answer without that cluster.
+func TestIncompleteClusterIsA503(t *testing.T) {
+	snap := testFleet()
+	snap.Clusters[0].Incomplete = true
+	s := NewServer(&staticFleet{synced: true, snap: snap}, StaticTokens(token), logr.Discard(), 0)
+	if r := do(t, s, "POST", "/api/v1/getparams.execute", "Bearer "+token, argoBody(`{"workloads":["web"]}`), nil); r.code != 503 {
+		t.Fatalf("status %d: %s", r.code, r.raw)
+	}
+	// A request that does not hold it is answered.
+	if r := do(t, s, "POST", "/api/v1/getparams.execute", "Bearer "+token, argoBody(`{"workloads":["monitor"]}`), nil); r.code != 200 {
+		t.Fatalf("status %d: %s", r.code, r.raw)
+	}
+}

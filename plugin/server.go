@@ -148,6 +148,9 @@ func (s *Server) answer(c *gin.Context, q query, p protocol) (int, bool) {
 		return 0, false
 	}
 	pairs, err := snap.Answer(filter, p.style)
+	if errors.Is(err, fleet.ErrIncomplete) {
+		err = newError(kindNotReady, err.Error())
+	}
 	if err != nil {
 		s.fail(c, err)
 		return 0, false

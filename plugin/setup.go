@@ -37,6 +37,8 @@ type Options struct {
 // The plugin lists and watches owned Secrets as metadata only (fleet.SecretMetadata); RBAC cannot grant
 // a list without data, so the verbs are list and watch, and never get.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=fleetbridge.io,resources=registrations,verbs=get;list;watch
 
 // Setup adds the plugin server (on every replica), the ApplicationSet refresher (leader only) and the
 // Workload status controller to a manager. The manager's cache must hold owned Secrets (their metadata,

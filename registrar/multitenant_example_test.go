@@ -197,6 +197,16 @@ func TestMultiTenantExampleIsolatesTenants(t *testing.T) {
 	for i := range ex.workloads {
 		store.Add(&ex.workloads[i])
 	}
+	regs := &fleetv1.RegistrationList{}
+	must(t, c.List(ctx, regs))
+	for i := range regs.Items {
+		store.Add(&regs.Items[i])
+	}
+	nss := &corev1.NamespaceList{}
+	must(t, c.List(ctx, nss))
+	for i := range nss.Items {
+		store.Add(&nss.Items[i])
+	}
 	snap := store.Snapshot()
 	pairs := func(f fleet.Filter) []fleet.Pair {
 		t.Helper()

@@ -19,14 +19,15 @@ import (
 // supplies the labels workloads select on (the CAPI Cluster's own, not only the propagated ones).
 func ClusterFromSecret(s metav1.Object, capi *clusterv1.Cluster) (Cluster, bool) {
 	rec, ok := owned.RecordOf(s.GetLabels(), s.GetAnnotations())
-	if !ok || rec.Server == "" {
+	if !ok {
 		return Cluster{}, false
 	}
+	// A Secret written before the registrar published these facts lacks them until its next write:
+	// the cluster is still registered, and an answer that would hold it is refused, never shrunk.
+	incomplete := rec.Server == ""
 	switch rec.Output {
 	case owned.OutputArgoCD:
-		if rec.ArgoCDName == "" {
-			return Cluster{}, false
-		}
+		incomplete = incomplete || rec.ArgoCDName == ""
 	case owned.OutputFlux:
 		rec.ArgoCDName = ""
 	default:
@@ -35,7 +36,7 @@ func ClusterFromSecret(s metav1.Object, capi *clusterv1.Cluster) (Cluster, bool)
 	c := Cluster{
 		Name: rec.Cluster.Name, Namespace: rec.Cluster.Namespace, Registration: rec.Registration,
 		KubernetesVersion: rec.KubernetesVersion, Ready: rec.Reachable, Server: rec.Server, ArgoCDName: rec.ArgoCDName,
-		Labels: map[string]string{},
+		Labels: map[string]string{}, Incomplete: incomplete,
 	}
 	labels := s.GetLabels()
 	if capi != nil {

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
 
@@ -41,14 +42,14 @@ func TestClusterFromSecretReadsMetadataOnly(t *testing.T) {
 	noServer, noName := argo, argo
 	noServer.Server, noName.ArgoCDName = "", ""
 	for name, m := range map[string]metav1.Object{"no server": meta(noServer), "Argo CD output without a name": meta(noName)} {
-		if c, ok := ClusterFromSecret(m, capi); ok {
-			t.Errorf("%s: stands for %+v", name, c)
+		if c, ok := ClusterFromSecret(m, capi); !ok || !c.Incomplete {
+			t.Errorf("%s: stands for %+v, %v; want an incomplete cluster", name, c, ok)
 		}
 	}
 	// What Argo CD reads (data.name, data.server) is not what the plugin reads.
 	withData := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "argocd", Name: "s", Labels: noServer.Labels(), Annotations: noServer.Annotations()},
 		Data: map[string][]byte{"name": []byte("fleet.edge-1"), "server": []byte("https://10.0.0.1:6443")}}
-	if c, ok := ClusterFromSecret(withData, capi); ok {
+	if c, _ := ClusterFromSecret(withData, capi); c.Server != "" || !c.Incomplete {
 		t.Errorf("a Secret's data was read: %+v", c)
 	}
 }
@@ -59,6 +60,7 @@ func TestStoreKeepsSecretMetadataOnly(t *testing.T) {
 	key := types.NamespacedName{Namespace: "fleet", Name: "edge-1"}
 	rec := owned.Record{Registration: "fleet", Cluster: key, Output: owned.OutputArgoCD, Server: "https://10.0.0.1:6443", ArgoCDName: "edge-1", Reachable: true}
 	s := NewStore()
+	s.Add(&fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}, Spec: fleetv1.RegistrationSpec{ArgoCD: &fleetv1.ArgoCDTarget{Namespace: "argocd"}}})
 	s.Add(&clusterv1.Cluster{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, ResourceVersion: "1"}})
 	s.Add(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "argocd", Name: "full", Labels: rec.Labels(), Annotations: rec.Annotations(), ResourceVersion: "1"},
 		Data: map[string][]byte{"config": []byte(`{"bearerToken":"secret"}`)}})

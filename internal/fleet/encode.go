@@ -3,6 +3,7 @@ package fleet
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -40,6 +41,11 @@ type answerPair struct {
 	tail []byte
 }
 
+// ErrIncomplete refuses an answer that holds a cluster whose Secret does not yet carry the facts the
+// answer needs. Leaving the cluster out would make Argo CD delete its Applications; the registrar adds
+// the facts with its next write.
+var ErrIncomplete = errors.New("a registered cluster's Secret does not carry its server yet (the registrar adds it with its next write); retry shortly")
+
 // answerPairs recycles the resolved pairs of answers: 100,000 of them are a few megabytes.
 var answerPairs = sync.Pool{New: func() any { return new([]answerPair) }}
 
@@ -54,6 +60,9 @@ func (s *Snapshot) Answer(f Filter, style Style) (*Answer, error) {
 		perPair += int64(len(openFluxPair) + len(fluxName) - len(openArgoPair))
 	}
 	err := s.forEachPair(f, func(w *Workload, c *Cluster) error {
+		if c.Incomplete {
+			return ErrIncomplete
+		}
 		tail, err := w.valuesFragment(c.Labels)
 		if err != nil {
 			return err

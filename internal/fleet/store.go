@@ -1,12 +1,16 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
@@ -25,7 +29,11 @@ type Store struct {
 	secrets   map[types.NamespacedName]*metav1.PartialObjectMetadata
 	capi      map[types.NamespacedName]*clusterv1.Cluster
 	workloads map[types.NamespacedName]*fleetv1.Workload
-	version   uint64
+	// Registrations and namespace labels decide which namespaces may hold a Registration's Secrets:
+	// both are written by the platform team, the Secrets also by whoever administers their namespace.
+	registrations map[string]*fleetv1.Registration
+	namespaces    map[string]map[string]string
+	version       uint64
 	snap      *Snapshot
 	synced    []func() bool
 	listeners []chan struct{}
@@ -68,6 +76,9 @@ func NewStore() *Store {
 		capi:      map[types.NamespacedName]*clusterv1.Cluster{},
 		workloads: map[types.NamespacedName]*fleetv1.Workload{},
 
+		registrations: map[string]*fleetv1.Registration{},
+		namespaces:    map[string]map[string]string{},
+
 		clusterConv:  map[types.NamespacedName]clusterConversion{},
 		workloadConv: map[types.NamespacedName]workloadConversion{},
 	}
@@ -85,11 +96,11 @@ func SecretMetadata() *metav1.PartialObjectMetadata {
 // (the Store watches no other kind as metadata), a CAPI Cluster or a Workload.
 func (s *Store) Add(obj client.Object) { s.set(obj) }
 
-// Watch feeds the Store from a cache's informers: owned Secrets as metadata only, CAPI Clusters and
-// Workloads. The cache's options for Secrets (label selector, namespaces, transform) apply to the
+// Watch feeds the Store from a cache's informers: owned Secrets as metadata only, CAPI Clusters,
+// Workloads, Registrations and Namespaces. The cache's options for Secrets (label selector, namespaces, transform) apply to the
 // metadata informer too: a cache keys them by kind.
 func (s *Store) Watch(ctx context.Context, c cache.Cache) error {
-	for _, obj := range []client.Object{SecretMetadata(), &clusterv1.Cluster{}, &fleetv1.Workload{}} {
+	for _, obj := range []client.Object{SecretMetadata(), &clusterv1.Cluster{}, &fleetv1.Workload{}, &fleetv1.Registration{}, &corev1.Namespace{}} {
 		inf, err := c.GetInformer(ctx, obj)
 		if err != nil {
 			return err
@@ -147,6 +158,16 @@ func (s *Store) set(o any) {
 		s.capi[client.ObjectKeyFromObject(obj)] = obj
 	case *fleetv1.Workload:
 		s.workloads[client.ObjectKeyFromObject(obj)] = obj
+	case *fleetv1.Registration:
+		s.registrations[obj.Name] = obj
+	case *corev1.Namespace:
+		if maps.Equal(s.namespaces[obj.Name], obj.Labels) && s.namespaces[obj.Name] != nil {
+			return
+		}
+		s.namespaces[obj.Name] = maps.Clone(obj.Labels)
+		if s.namespaces[obj.Name] == nil {
+			s.namespaces[obj.Name] = map[string]string{}
+		}
 	default:
 		return
 	}
@@ -171,6 +192,10 @@ func (s *Store) remove(o any) {
 		delete(s.capi, key)
 	case *fleetv1.Workload:
 		delete(s.workloads, key)
+	case *fleetv1.Registration:
+		delete(s.registrations, key.Name)
+	case *corev1.Namespace:
+		delete(s.namespaces, key.Name)
 	}
 	s.bump()
 }
@@ -193,13 +218,18 @@ func (s *Store) Snapshot() *Snapshot {
 		return s.snap
 	}
 	snap := &Snapshot{Version: s.version, Invalid: map[types.NamespacedName]error{}}
-	// One cluster per Registration and CAPI Cluster; its Argo CD Secret is preferred over Flux copies.
+	// One cluster per Registration and CAPI Cluster. Its Argo CD Secret is preferred over Flux copies,
+	// and Flux copies by namespace, so the choice never depends on map order.
 	type regCluster struct {
 		reg     string
 		cluster types.NamespacedName
 	}
-	best := map[regCluster]Cluster{}
-	fromArgo := map[regCluster]bool{}
+	type chosen struct {
+		cluster Cluster
+		argo    bool
+		from    string // the Secret's namespace
+	}
+	best := map[regCluster]chosen{}
 	liveSecrets := make(map[types.NamespacedName]bool, len(s.secrets))
 	for skey, secret := range s.secrets {
 		liveSecrets[skey] = true
@@ -209,6 +239,11 @@ func (s *Store) Snapshot() *Snapshot {
 		}
 		capi := s.capi[key]
 		if capi == nil || !capi.DeletionTimestamp.IsZero() {
+			continue
+		}
+		// Only a namespace the named Registration writes to may speak for it: a tenant who forges a
+		// Secret in its own namespace cannot put a cluster into another tenant's Registration.
+		if !s.writesTo(secret.Labels[owned.LabelRegistration], secret.Labels[owned.LabelOutput], secret.Namespace) {
 			continue
 		}
 		conv, cached := s.clusterConv[skey]
@@ -223,10 +258,10 @@ func (s *Store) Snapshot() *Snapshot {
 		c := conv.cluster
 		id := regCluster{c.Registration, key}
 		isArgo := secret.Labels[owned.LabelOutput] == owned.OutputArgoCD
-		if _, seen := best[id]; seen && (fromArgo[id] || !isArgo) {
+		if prev, seen := best[id]; seen && (prev.argo || (!isArgo && prev.from < secret.Namespace)) {
 			continue
 		}
-		best[id], fromArgo[id] = c, isArgo
+		best[id] = chosen{cluster: c, argo: isArgo, from: secret.Namespace}
 	}
 	for k := range s.clusterConv {
 		if !liveSecrets[k] {
@@ -234,7 +269,7 @@ func (s *Store) Snapshot() *Snapshot {
 		}
 	}
 	for _, c := range best {
-		snap.Clusters = append(snap.Clusters, c)
+		snap.Clusters = append(snap.Clusters, c.cluster)
 	}
 	sort.Slice(snap.Clusters, func(i, j int) bool { return clusterLess(snap.Clusters[i], snap.Clusters[j]) })
 	for key, w := range s.workloads {
@@ -275,6 +310,37 @@ func (s *Store) Snapshot() *Snapshot {
 	})
 	s.snap = snap
 	return snap
+}
+
+// writesTo says whether a Registration writes its output to a namespace: Argo CD's namespace for the
+// Argo CD output, a listed or selected namespace for Flux. Call with mu held.
+func (s *Store) writesTo(registration, output, namespace string) bool {
+	reg := s.registrations[registration]
+	if reg == nil {
+		return false
+	}
+	switch output {
+	case owned.OutputArgoCD:
+		if reg.Spec.ArgoCD == nil {
+			return false
+		}
+		// The API server defaults the namespace; a Registration built in memory may not have it.
+		return cmp.Or(reg.Spec.ArgoCD.Namespace, "argocd") == namespace
+	case owned.OutputFlux:
+		if reg.Spec.Flux == nil {
+			return false
+		}
+		if slices.Contains(reg.Spec.Flux.Namespaces, namespace) {
+			return true
+		}
+		nsLabels, known := s.namespaces[namespace]
+		if reg.Spec.Flux.NamespaceSelector == nil || !known {
+			return false
+		}
+		sel, err := metav1.LabelSelectorAsSelector(reg.Spec.Flux.NamespaceSelector)
+		return err == nil && sel.Matches(labels.Set(nsLabels))
+	}
+	return false
 }
 
 // WorkloadKeys lists the Workloads the Store knows.

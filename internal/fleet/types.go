@@ -19,6 +19,9 @@ type Cluster struct {
 	Ready             bool              `json:"ready"`
 	// Registration that registered it (not serialised: callers filter on it).
 	Registration string `json:"-"`
+	// Incomplete is set while its Secret lacks the server or Argo CD name annotations (written by an
+	// older registrar): an answer holding it is refused with ErrIncomplete.
+	Incomplete bool `json:"-"`
 
 	json []byte // the encoded object, filled once (see fragment)
 }
