@@ -48,6 +48,7 @@ func run() error {
 		enablePlugin            bool
 		pluginOpts              = plugin.Options{}
 		pluginConfigMaps        string
+		pluginFluxURLs          string
 		kubeQPS                 float64
 		kubeBurst               int
 		opts                    = registrar.DefaultOptions()
@@ -69,7 +70,8 @@ func run() error {
 	flag.StringVar(&pluginOpts.Addr, "plugin-bind-address", ":8090", "Address of the plugin server.")
 	flag.StringVar(&pluginOpts.TokensDir, "plugin-tokens-dir", "", "Directory of accepted bearer tokens, one per file (a mounted Secret); reloaded when it changes.")
 	flag.StringVar(&pluginConfigMaps, "plugin-configmaps", "fleetbridge-plugin", "Comma-separated names of the Argo CD plugin ConfigMaps that point at this server.")
-	flag.DurationVar(&pluginOpts.RefreshInterval, "plugin-refresh-interval", 2*time.Second, "Shortest time between two ApplicationSet refresh passes.")
+	flag.StringVar(&pluginFluxURLs, "plugin-flux-urls", "", "Comma-separated base URLs (http(s)://host[:port][/prefix]) at which Flux Operator reaches the plugin server, such as its Service's in-cluster names; ResourceSetInputProviders polling <base>/api/v1/flux/inputs are refreshed when their answer changes and warned about when it is over their spec.filter.limit.")
+	flag.DurationVar(&pluginOpts.RefreshInterval, "plugin-refresh-interval", 2*time.Second, "Shortest time between two refresh passes (ApplicationSets, Flux ResourceSetInputProviders).")
 	flag.Float64Var(&kubeQPS, "kube-api-qps", 200, "Client QPS towards the management API server.")
 	flag.IntVar(&kubeBurst, "kube-api-burst", 400, "Client burst towards the management API server.")
 	flag.DurationVar(&opts.Resync, "resync", opts.Resync, "How often a registered cluster is probed again when nothing changes.")
@@ -88,6 +90,7 @@ func run() error {
 	// A token for local runs comes from the environment, never from the command line (visible in ps).
 	pluginOpts.Token = os.Getenv("FLEETBRIDGE_PLUGIN_TOKEN")
 	pluginOpts.ConfigMaps = commaList(pluginConfigMaps)
+	pluginOpts.FluxURLs = commaList(pluginFluxURLs)
 	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces)}
 	opts.AllowedExecCommands = commaList(allowedExecCommands)
 	denied, err := kubeconfig.ParseCIDRs(deniedCIDRs)
