@@ -17,6 +17,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,8 +34,9 @@ import (
 // The chart installs and upgrades for real with Helm's SDK: the generated plugin token is the same in
 // fleetbridge's and Argo CD's namespaces and survives the upgrade. Then the fleetbridge binary runs as
 // the chart's ServiceAccounts (split, confined to listed namespaces), with the args the chart renders,
-// and registers a cluster and answers the plugin: the least-privilege RBAC is enough, and nothing is
-// refused.
+// and registers a cluster, answers the plugin and refreshes a Flux ResourceSetInputProvider at the
+// chart's in-cluster URL (with a Warning Event, its answer being over its limit): the least-privilege
+// RBAC is enough, and nothing is refused.
 func TestChartInstallUpgradeAndRunWithItsRBAC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -149,6 +151,34 @@ rbac: {secretNamespaces: [`+argoNS+`], clusterNamespaces: [`+fleetNS+`]}
 			return fmt.Errorf("pairs %v", pairs)
 		}
 		return nil
+	})
+	// A second Workload puts the provider's answer over its limit of 1.
+	second := &fleetv1.Workload{ObjectMeta: metav1.ObjectMeta{Namespace: workload.Namespace, Name: "app-2"}, Spec: workload.Spec}
+	must(t, mgmt.Client.Create(ctx, second))
+	provider := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSetInputProvider",
+		"metadata": map[string]any{"namespace": "workloads-live", "name": "fleetbridge"},
+		"spec": map[string]any{
+			"type": "ExternalService", "insecure": true, "filter": map[string]any{"limit": int64(1)},
+			"url": "http://" + release + "-plugin." + namespace + ".svc.cluster.local:8090/api/v1/flux/inputs?workloadNamespace=workloads-live",
+		},
+	}}
+	must(t, mgmt.Client.Create(ctx, provider))
+	testenv.Eventually(t, 30*time.Second, "the provider refreshed and warned about its limit", func() error {
+		must(t, mgmt.Client.Get(ctx, client.ObjectKeyFromObject(provider), provider))
+		if provider.GetAnnotations()["reconcile.fluxcd.io/requestedAt"] == "" {
+			return fmt.Errorf("provider annotations %v", provider.GetAnnotations())
+		}
+		events := &eventsv1.EventList{}
+		if err := mgmt.Client.List(ctx, events, client.InNamespace("workloads-live")); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Name == "fleetbridge" && e.Reason == fleetv1.ReasonInputLimitExceeded {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s Event among %d", fleetv1.ReasonInputLimitExceeded, len(events.Items))
 	})
 	// The chart's memory limit reached the Go runtime through the downward API and --memory-limit.
 	for _, p := range procs {
