@@ -198,7 +198,12 @@ func (r *FluxRefresher) refresh(ctx context.Context) error {
 	}
 	providersOverLimit.Set(float64(over))
 	inputsDropped.Set(float64(dropped))
-	for _, w := range r.Trimmed.set(trims) {
+	changed, first := r.Trimmed.set(trims)
+	if first {
+		// Conditions a former leader set are checked once this finding is known.
+		changed = r.Fleet.WorkloadKeys()
+	}
+	for _, w := range changed {
 		r.Wake(ctx, w)
 	}
 	return nil
@@ -440,15 +445,21 @@ type trimmedInputs struct {
 	byWorkload map[types.NamespacedName][]inputTrim
 }
 
-// get returns the trims of one Workload and whether the refresher has looked yet.
+// get returns the trims of one Workload and whether the refresher has looked yet (never, without one).
 func (t *trimmedInputs) get(w types.NamespacedName) ([]inputTrim, bool) {
+	if t == nil {
+		return nil, false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.byWorkload[w], t.known
 }
 
-// set replaces the finding and returns the Workloads whose trims changed.
-func (t *trimmedInputs) set(next map[types.NamespacedName][]inputTrim) []types.NamespacedName {
+// set replaces the finding and returns the Workloads whose trims changed, and whether it is the first.
+func (t *trimmedInputs) set(next map[types.NamespacedName][]inputTrim) (changed []types.NamespacedName, first bool) {
+	if t == nil {
+		return nil, false
+	}
 	for _, trims := range next {
 		sort.Slice(trims, func(i, j int) bool {
 			a, b := trims[i].Provider, trims[j].Provider
@@ -457,7 +468,6 @@ func (t *trimmedInputs) set(next map[types.NamespacedName][]inputTrim) []types.N
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var changed []types.NamespacedName
 	for w, trims := range next {
 		if !slices.Equal(t.byWorkload[w], trims) {
 			changed = append(changed, w)
@@ -468,8 +478,9 @@ func (t *trimmedInputs) set(next map[types.NamespacedName][]inputTrim) []types.N
 			changed = append(changed, w)
 		}
 	}
+	first = !t.known
 	t.byWorkload, t.known = next, true
-	return changed
+	return changed, first
 }
 
 // wakeWorkload enqueues one Workload through the controller's wake-up channel.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ const fluxBase = "http://fleetbridge-plugin.fleetbridge-system.svc:8090"
 // it nudges fleetbridge's providers, and only them, within seconds of a cluster registering; it leaves
 // alone the providers whose answer did not change, across a restart too; and a provider whose answer is
 // over its spec.filter.limit gets a Warning Event, the metrics count it and the Workloads whose pairs
-// are dropped get InputsTrimmed, until the limit is raised.
+// are dropped get InputsTrimmed, following the limit as it is raised, even while no fleetbridge runs.
 func TestFluxRefresher(t *testing.T) {
 	crds, err := testenv.FluxCRDPaths(testenv.FluxOperatorModule)
 	if err != nil {
@@ -166,7 +167,7 @@ func TestFluxRefresher(t *testing.T) {
 	before = unchanged()
 	before[ours[2]] = getProvider(t, ctx, c, ours[2]).GetResourceVersion()
 	stop = startPlugin(t, mgmt)
-	defer stop()
+	defer func() { stop() }()
 	teamB = getProvider(t, ctx, c, ours[2]).GetAnnotations()[FluxReconcileRequestAnnotation]
 	must(t, c.Create(ctx, testWorkload("team-b", "queue")))
 	testenv.Eventually(t, 20*time.Second, "team-b's provider nudged after the restart", func() error {
@@ -180,11 +181,25 @@ func TestFluxRefresher(t *testing.T) {
 		t.Fatalf("team-a's providers were written after the restart although their answer did not change: %v, then %v", before, after)
 	}
 
-	// Raising the limit (a spec change, no fleet change) clears the condition and the metrics.
-	small := getProvider(t, ctx, c, ours[1])
-	must(t, unstructured.SetNestedField(small.Object, int64(10), "spec", "filter", "limit"))
-	must(t, c.Update(ctx, small))
-	testenv.Eventually(t, 10*time.Second, "the limit cleared", func() error {
+	// A spec change alone (no fleet change) is looked at: a limit of 3 drops one of web's pairs.
+	setLimit := func(limit int64) {
+		small := getProvider(t, ctx, c, ours[1])
+		must(t, unstructured.SetNestedField(small.Object, limit, "spec", "filter", "limit"))
+		must(t, c.Update(ctx, small))
+	}
+	setLimit(3)
+	testenv.Eventually(t, 10*time.Second, "the new limit reported", func() error {
+		if got := metric(t, inputsDropped); got != 1 {
+			return fmt.Errorf("inputs dropped %v, want 1", got)
+		}
+		return expectTrimmed(ctx, c, "team-a", "web", "Flux ResourceSetInputProvider small in this namespace keeps 3 of 4 inputs (spec.filter.limit) and drops 1 of this Workload's pairs")
+	})
+
+	// The limit raised while no fleetbridge runs: the next one clears the condition it finds.
+	stop()
+	setLimit(10)
+	stop = startPlugin(t, mgmt)
+	testenv.Eventually(t, 20*time.Second, "the limit cleared", func() error {
 		if got := metric(t, providersOverLimit); got != 0 {
 			return fmt.Errorf("providers over limit %v, want 0", got)
 		}
@@ -193,7 +208,7 @@ func TestFluxRefresher(t *testing.T) {
 }
 
 // startPlugin runs plugin.Setup in a manager of its own against the management server; the returned
-// function stops it.
+// function stops it (once, however often it is called).
 func startPlugin(t *testing.T, mgmt *testenv.Management) func() {
 	t.Helper()
 	mgr, err := ctrl.NewManager(mgmt.Config, ctrl.Options{
@@ -210,11 +225,14 @@ func startPlugin(t *testing.T, mgmt *testenv.Management) func() {
 	must(t, err)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
+	var once sync.Once
 	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		})
 	}
 }
 
