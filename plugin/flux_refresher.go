@@ -169,8 +169,8 @@ func (r *FluxRefresher) refresh(ctx context.Context) error {
 		}
 		seen[key] = true
 		q := spec.query.Encode()
-		a, done := answers[q]
-		if !done {
+		a, known := answers[q]
+		if !known {
 			a = answerFor(snap, spec.query)
 			answers[q] = a
 		}
