@@ -25,11 +25,19 @@ export ARGOCD_BINARY := $(ARGOCD_BIN)
 ARGOCD_V3_BIN := $(BIN)/argocd-v3
 ARGOCD_V3_STAMP := $(BIN)/.stamp-argocd-v3-$(shell grep -m1 -o 'argo-cd/v3 v[0-9.]*' hack/argocd-v3/go.mod | cut -d' ' -f2)
 
+# Flux Operator's controller (ResourceSetInputProvider and ResourceSet), for the Flux end-to-end test. It
+# builds from a copy of its module with a placeholder web UI (see hack/flux-operator/go.mod).
+FLUX_OPERATOR_VERSION := $(shell grep -m1 -o 'flux-operator v[0-9.]*' hack/flux-operator/go.mod | cut -d' ' -f2)
+FLUX_OPERATOR_SRC := $(BIN)/flux-operator-src
+FLUX_OPERATOR_BIN := $(BIN)/flux-operator
+FLUX_OPERATOR_STAMP := $(BIN)/.stamp-flux-operator-$(FLUX_OPERATOR_VERSION)
+export FLUX_OPERATOR_BINARY := $(FLUX_OPERATOR_BIN)
+
 # The main module's tests write what fleetbridge produced here; hack/conformance feeds it to Argo CD's code.
 FIXTURES := $(BIN)/fixtures
 
 # Every Go module in the tree; verify tidies each one.
-MODULES := . hack/tools hack/k8s hack/conformance hack/argocd-v3
+MODULES := . hack/tools hack/k8s hack/conformance hack/argocd-v3 hack/flux-operator
 
 .PHONY: help
 help: ## Show this help.
@@ -54,7 +62,7 @@ lint: ## gofmt and go vet.
 	cd hack/conformance && go vet ./...
 
 .PHONY: verify
-verify: generate manifests docs ## Regenerate, tidy every module, and fail if the tree changed.
+verify: generate manifests docs flux-operator-src ## Regenerate, tidy every module, and fail if the tree changed.
 	for m in $(MODULES); do (cd $$m && go mod tidy); done
 	@if [ -n "$$(git status --porcelain)" ]; then echo "verify: the tree is dirty after regeneration:"; git status --porcelain; git --no-pager diff --stat; exit 1; fi
 
@@ -111,8 +119,30 @@ $(ARGOCD_V3_STAMP): hack/argocd-v3/go.mod
 	rm -f $(BIN)/.stamp-argocd-v3-*
 	touch $@
 
+.PHONY: flux-operator-src
+flux-operator-src: $(FLUX_OPERATOR_SRC)/.stamp-$(FLUX_OPERATOR_VERSION) ## Copy Flux Operator's module into bin/ with a placeholder web UI (hack/flux-operator builds from it).
+
+$(FLUX_OPERATOR_SRC)/.stamp-$(FLUX_OPERATOR_VERSION): hack/flux-operator/go.mod
+	rm -rf $(FLUX_OPERATOR_SRC)
+	dir=$$(cd $${TMPDIR:-/tmp} && go mod download -json github.com/controlplaneio-fluxcd/flux-operator@$(FLUX_OPERATOR_VERSION) | \
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && test -n "$$dir" && cp -r "$$dir" $(FLUX_OPERATOR_SRC)
+	chmod -R u+w $(FLUX_OPERATOR_SRC)
+	mkdir -p $(FLUX_OPERATOR_SRC)/web/dist
+	echo '<!doctype html><title>Flux Operator</title>' > $(FLUX_OPERATOR_SRC)/web/dist/index.html
+	touch $@
+
+.PHONY: flux-operator-bin
+flux-operator-bin: $(FLUX_OPERATOR_STAMP) ## Build Flux Operator's controller (the Flux end-to-end test) into bin/.
+
+$(FLUX_OPERATOR_STAMP): hack/flux-operator/go.mod $(FLUX_OPERATOR_SRC)/.stamp-$(FLUX_OPERATOR_VERSION)
+	mkdir -p $(BIN)
+	cd hack/flux-operator && go build -ldflags "-X main.VERSION=$(FLUX_OPERATOR_VERSION)" -o $(FLUX_OPERATOR_BIN) \
+		github.com/controlplaneio-fluxcd/flux-operator/cmd/operator
+	rm -f $(BIN)/.stamp-flux-operator-*
+	touch $@
+
 .PHONY: test
-test: envtest-assets argocd-bin argocd-v3-bin build ## Unit, envtest integration (-race), Argo CD conformance, and end-to-end tests against Argo CD 2.x and 3.x; the README's test command.
+test: envtest-assets argocd-bin argocd-v3-bin flux-operator-bin build ## Unit, envtest integration (-race), Argo CD conformance, and end-to-end tests against Argo CD 2.x and 3.x; the README's test command.
 	rm -rf $(FIXTURES) && mkdir -p $(FIXTURES)
 	FLEETBRIDGE_FIXTURES=$(FIXTURES) go test -race -count=1 -timeout 30m ./...
 	capi=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/cluster-api) && test -n "$$capi" && \

@@ -18,6 +18,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,8 +36,9 @@ import (
 // one and each tenant's, are the same in fleetbridge's namespace and in Argo CD's (and the tenants' Flux
 // namespaces) and survive the upgrade. Then the fleetbridge binary runs as the chart's ServiceAccounts
 // (split, confined to listed namespaces), with the args the chart renders and the Secret and ConfigMap
-// it mounts, and registers a cluster and answers the plugin: the least-privilege RBAC is enough, nothing
-// is refused, and a tenant's token reads its own scope only.
+// it mounts, and registers a cluster, answers the plugin and refreshes a Flux ResourceSetInputProvider at
+// the chart's in-cluster URL (with a Warning Event, its answer being over its limit): the least-privilege
+// RBAC is enough, nothing is refused, and a tenant's token reads its own scope only.
 func TestChartInstallUpgradeAndRunWithItsRBAC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -197,6 +199,34 @@ plugin:
 		!strings.HasPrefix(err.Error(), "status 403:") {
 		t.Errorf("tenant other asking for workloads-live: %v; want a 403", err)
 	}
+	// A second Workload puts the provider's answer over its limit of 1.
+	second := &fleetv1.Workload{ObjectMeta: metav1.ObjectMeta{Namespace: workload.Namespace, Name: "app-2"}, Spec: workload.Spec}
+	must(t, mgmt.Client.Create(ctx, second))
+	provider := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "fluxcd.controlplane.io/v1", "kind": "ResourceSetInputProvider",
+		"metadata": map[string]any{"namespace": "workloads-live", "name": "fleetbridge"},
+		"spec": map[string]any{
+			"type": "ExternalService", "insecure": true, "filter": map[string]any{"limit": int64(1)},
+			"url": "http://" + release + "-plugin." + namespace + ".svc.cluster.local:8090/api/v1/flux/inputs?workloadNamespace=workloads-live",
+		},
+	}}
+	must(t, mgmt.Client.Create(ctx, provider))
+	testenv.Eventually(t, 30*time.Second, "the provider refreshed and warned about its limit", func() error {
+		must(t, mgmt.Client.Get(ctx, client.ObjectKeyFromObject(provider), provider))
+		if provider.GetAnnotations()["reconcile.fluxcd.io/requestedAt"] == "" {
+			return fmt.Errorf("provider annotations %v", provider.GetAnnotations())
+		}
+		events := &eventsv1.EventList{}
+		if err := mgmt.Client.List(ctx, events, client.InNamespace("workloads-live")); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Name == "fleetbridge" && e.Reason == fleetv1.ReasonInputLimitExceeded {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s Event among %d", fleetv1.ReasonInputLimitExceeded, len(events.Items))
+	})
 	// The chart's memory limit reached the Go runtime through the downward API and --memory-limit.
 	for _, p := range procs {
 		if !strings.Contains(p.Output(), "Go runtime memory limit set") {

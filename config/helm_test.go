@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -152,6 +153,7 @@ func TestChartRendersAndApplies(t *testing.T) {
 			checkUnique(t, objs)
 			checkWorkloads(t, objs)
 			checkRBAC(t, objs, parseValues(t, vs.values))
+			checkComponentRBAC(t, objs)
 			merged, err := chartutil.CoalesceValues(ch, parseValues(t, vs.values))
 			if err != nil {
 				t.Fatal(err)
@@ -420,6 +422,66 @@ func checkPluginSecrets(t *testing.T, objs []*unstructured.Unstructured, all map
 		}
 	}
 	return checked
+}
+
+// checkComponentRBAC: each Deployment's ServiceAccount holds every permission the RBAC markers of the
+// packages it runs ask for (plugin, registrar), so a split install is not short of one.
+func checkComponentRBAC(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	all := grants(t, objs)
+	for _, d := range objs {
+		if d.GetKind() != "Deployment" {
+			continue
+		}
+		sa, _, _ := unstructured.NestedString(d.Object, "spec", "template", "spec", "serviceAccountName")
+		containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+		args, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+		held := map[string]bool{}
+		for p := range all[d.GetNamespace()+"/"+sa] {
+			held[p.group+"|"+p.resource+"|"+p.verb] = true
+		}
+		for _, pkg := range []string{"plugin", "registrar"} {
+			if slices.Contains(args, "--enable-"+pkg+"=false") {
+				continue
+			}
+			for _, w := range packageMarkers(t, "../"+pkg) {
+				if !held[w] {
+					t.Errorf("Deployment %s runs the %s but its ServiceAccount %s may not %s", d.GetName(), pkg, sa, w)
+				}
+			}
+		}
+	}
+}
+
+// packageMarkers are the group|resource|verb triples of a package's +kubebuilder:rbac markers.
+func packageMarkers(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Go files in %s: %v", dir, err)
+	}
+	var out []string
+	for _, f := range files {
+		for _, line := range strings.Split(string(mustRead(t, f)), "\n") {
+			rest, ok := strings.CutPrefix(strings.TrimSpace(line), "// +kubebuilder:rbac:")
+			if !ok {
+				continue
+			}
+			fields := map[string][]string{}
+			for _, kv := range strings.Split(rest, ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				fields[k] = strings.Split(strings.Trim(v, `"`), ";")
+			}
+			for _, g := range fields["groups"] {
+				for _, res := range fields["resources"] {
+					for _, v := range fields["verbs"] {
+						out = append(out, g+"|"+res+"|"+v)
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 func valueEnabled(values map[string]any, component string) bool {

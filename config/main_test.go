@@ -25,7 +25,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Exit(testenv.RunMain(m, testenv.Options{ExtraCRDPaths: []string{crd}}, &mgmt))
+	// Flux Operator's CRDs: the install test's plugin refreshes a ResourceSetInputProvider with the chart's RBAC.
+	flux, err := testenv.FluxCRDPaths(testenv.FluxOperatorModule)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(testenv.RunMain(m, testenv.Options{ExtraCRDPaths: append(flux, crd)}, &mgmt))
 }
 
 // decodeObjects splits a multi-document YAML stream into objects, skipping empty documents.

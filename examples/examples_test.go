@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,33 +24,14 @@ import (
 
 var mgmt *testenv.Management
 
-// Flux's CRDs ship in its controllers' repositories, not in a module fleetbridge imports, so they are
-// read from these modules with `go mod download` (see testenv.DownloadedModuleFile). Each is the newest
-// version that downloads with go 1.26 and GOTOOLCHAIN=local: kustomize-controller and source-controller
-// v1.10.0, flux-operator v0.59.0 and helm-controller's api v1.7 require go 1.27, and helm-controller
-// v1.6.5 and v1.7.x are not on the module proxy. They serve the API versions the examples use:
+// fluxCRDPaths are the CRD directories of Flux's modules: every kind each of them defines (Kustomization;
+// HelmRelease; GitRepository, HelmRepository, OCIRepository and the other sources; ResourceSet,
+// ResourceSetInputProvider, FluxInstance and FluxReport). They serve the API versions the examples use:
 // kustomize.toolkit.fluxcd.io/v1, helm.toolkit.fluxcd.io/v2, source.toolkit.fluxcd.io/v1 and
 // fluxcd.controlplane.io/v1.
-const (
-	kustomizeControllerModule = "github.com/fluxcd/kustomize-controller@v1.9.6"
-	helmControllerModule      = "github.com/fluxcd/helm-controller@v1.6.4"
-	sourceControllerModule    = "github.com/fluxcd/source-controller@v1.9.6"
-	fluxOperatorModule        = "github.com/controlplaneio-fluxcd/flux-operator@v0.58.1"
-)
-
-// fluxCRDPaths are the CRD directories of the Flux modules above: every kind each of them defines
-// (Kustomization; HelmRelease; GitRepository, HelmRepository, OCIRepository and the other sources;
-// ResourceSet, ResourceSetInputProvider, FluxInstance and FluxReport).
 func fluxCRDPaths() ([]string, error) {
-	var paths []string
-	for _, module := range []string{kustomizeControllerModule, helmControllerModule, sourceControllerModule, fluxOperatorModule} {
-		dir, err := testenv.DownloadedModuleFile(module, filepath.Join("config", "crd", "bases"))
-		if err != nil {
-			return nil, err
-		}
-		paths = append(paths, dir)
-	}
-	return paths, nil
+	return testenv.FluxCRDPaths(testenv.KustomizeControllerModule, testenv.HelmControllerModule,
+		testenv.SourceControllerModule, testenv.FluxOperatorModule)
 }
 
 func TestMain(m *testing.M) {
@@ -195,19 +175,45 @@ func servedBy(regs []fleetv1.Registration, namespace string, ref meta.KubeConfig
 }
 
 // checkFluxOperator checks what Flux Operator's CRD schema cannot: an ExternalService provider must ask
-// fleetbridge's endpoint with query parameters it accepts.
+// fleetbridge's endpoint at one of the --plugin-flux-urls of the kustomize install (so fleetbridge
+// refreshes it), with query parameters it accepts, and set spec.filter.limit (Flux Operator's default of
+// 100 silently drops the rest of a larger answer).
 func checkFluxOperator(t *testing.T, file string, obj *unstructured.Unstructured) {
 	t.Helper()
 	if obj.GetKind() != "ResourceSetInputProvider" {
 		return
 	}
-	raw, _, _ := unstructured.NestedString(obj.Object, "spec", "url")
-	u, err := url.Parse(raw)
-	if err != nil || u.Path != "/api/v1/flux/inputs" {
-		t.Errorf("%s: url %q is not fleetbridge's Flux endpoint", file, raw)
+	u, _, _ := unstructured.NestedString(obj.Object, "spec", "url")
+	query, ok := installedFluxEndpoints(t).Match(u)
+	if !ok {
+		t.Errorf("%s: url %q is not fleetbridge's Flux endpoint at one of config/manager's --plugin-flux-urls", file, u)
 		return
 	}
-	if err := plugin.ParseFluxQuery(u.RawQuery); err != nil {
+	if err := plugin.ParseFluxQuery(query); err != nil {
 		t.Errorf("%s: fleetbridge would refuse the query: %v", file, err)
 	}
+	raw, _, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", "filter", "limit")
+	if limit, _ := raw.(float64); limit <= 0 { // sigs.k8s.io/yaml decodes numbers as float64
+		t.Errorf("%s: ResourceSetInputProvider %s does not set spec.filter.limit", file, obj.GetName())
+	}
+}
+
+// installedFluxEndpoints are the --plugin-flux-urls of the kustomize install (config/manager).
+func installedFluxEndpoints(t *testing.T) plugin.FluxEndpoints {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "config", "manager", "deployment.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if _, urls, ok := strings.Cut(strings.TrimSpace(line), "- --plugin-flux-urls="); ok {
+			endpoints, err := plugin.ParseFluxEndpoints(strings.Split(urls, ","))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return endpoints
+		}
+	}
+	t.Fatal("config/manager/deployment.yaml has no --plugin-flux-urls")
+	return nil
 }

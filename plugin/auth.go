@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -263,4 +264,22 @@ func scopeFrom(c *gin.Context) *Scope {
 		}
 	}
 	return &Scope{Tenant: "none", WorkloadNamespaces: []string{}, Registrations: []string{}}
+}
+
+// ScopeOfNamespace is the scope of the one declared tenant whose Workload namespaces include namespace;
+// nil when none or several do.
+func (t *Tokens) ScopeOfNamespace(namespace string) *Scope {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.reloadIfDue()
+	var found *Scope
+	for _, scope := range t.tenants {
+		if slices.Contains(scope.WorkloadNamespaces, namespace) {
+			if found != nil {
+				return nil
+			}
+			found = scope
+		}
+	}
+	return found
 }

@@ -31,8 +31,20 @@ var (
 		Name: "fleetbridge_plugin_applicationset_refreshes_total",
 		Help: "ApplicationSets nudged with the refresh annotation because their answer changed.",
 	})
+	providerRefreshes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fleetbridge_plugin_inputprovider_refreshes_total",
+		Help: "Flux ResourceSetInputProviders nudged with a reconcile request because their answer changed.",
+	})
+	providersOverLimit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "fleetbridge_plugin_inputproviders_over_limit",
+		Help: "Flux ResourceSetInputProviders whose answer has more inputs than their spec.filter.limit keeps.",
+	})
+	inputsDropped = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "fleetbridge_plugin_inputprovider_inputs_dropped",
+		Help: "Inputs Flux Operator drops at spec.filter.limit, summed over the providers that poll this server.",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(requests, latency, pairsServed, answersRefused, tokenReloadFailures, refreshes)
+	metrics.Registry.MustRegister(requests, latency, pairsServed, answersRefused, tokenReloadFailures, refreshes, providerRefreshes, providersOverLimit, inputsDropped)
 }

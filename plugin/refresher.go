@@ -47,8 +47,16 @@ func (r *Refresher) NeedLeaderElection() bool { return true }
 // Start runs until ctx ends.
 func (r *Refresher) Start(ctx context.Context) error {
 	r.answers = map[types.NamespacedName]string{}
-	changes := r.Fleet.Subscribe()
-	tick := time.NewTicker(r.Interval)
+	return refreshLoop(ctx, r.Fleet, r.Interval, nil, r.Log, "could not refresh ApplicationSets", r.refresh)
+}
+
+// refreshLoop is the one shape of the nudgers (ApplicationSets, Flux input providers): pass runs at most
+// once per interval, once the fleet has synced, and only when the fleet changed (or a value arrived on
+// more, a nudger's own trigger) since the last pass that succeeded, so a burst of changes costs one
+// pass; a failed pass is retried at the next tick.
+func refreshLoop(ctx context.Context, f *fleet.Store, interval time.Duration, more <-chan struct{}, log logr.Logger, failure string, pass func(context.Context) error) error {
+	changes := f.Subscribe()
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	dirty := true
 	for {
@@ -57,12 +65,14 @@ func (r *Refresher) Start(ctx context.Context) error {
 			return nil
 		case <-changes:
 			dirty = true
+		case <-more:
+			dirty = true
 		case <-tick.C:
-			if !dirty || !r.Fleet.Synced() {
+			if !dirty || !f.Synced() {
 				continue
 			}
-			if err := r.refresh(ctx); err != nil {
-				r.Log.V(1).Info("could not refresh ApplicationSets", "error", err.Error())
+			if err := pass(ctx); err != nil {
+				log.V(1).Info(failure, "error", err.Error())
 				continue
 			}
 			dirty = false

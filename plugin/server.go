@@ -102,7 +102,7 @@ func (s *Server) handleArgoCD(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if n, ok := s.answer(c, q, argoAnswer); ok {
+	if n, ok := s.answer(c, q, argoProtocol); ok {
 		s.log.V(1).Info("answered plugin generator", "applicationSet", appSet, "pairs", n)
 	}
 }
@@ -114,7 +114,7 @@ func (s *Server) handleFlux(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.answer(c, q, fluxAnswer)
+	s.answer(c, q, fluxProtocol)
 }
 
 // protocol is one answer format: the pairs' style inside an envelope, and the client's own size limit.
@@ -126,8 +126,8 @@ type protocol struct {
 }
 
 var (
-	argoAnswer = protocol{name: "argocd", style: fleet.ArgoCD, open: `{"output":{"parameters":`, closing: "}}\n"}
-	fluxAnswer = protocol{name: "flux", style: fleet.Flux, open: `{"inputs":`, closing: "}\n", clientMaxBytes: maxFluxBody}
+	argoProtocol = protocol{name: "argocd", style: fleet.ArgoCD, open: `{"output":{"parameters":`, closing: "}}\n"}
+	fluxProtocol = protocol{name: "flux", style: fleet.Flux, open: `{"inputs":`, closing: "}\n", clientMaxBytes: maxFluxBody}
 )
 
 // narrowHint names the filters that make an answer smaller.

@@ -30,6 +30,9 @@ type Options struct {
 	ConfigMaps map[string]string
 	// MaxAnswerBytes bounds an answer (0: DefaultMaxAnswerBytes).
 	MaxAnswerBytes int64
+	// FluxURLs are the base URLs at which Flux Operator's ResourceSetInputProviders reach this server;
+	// providers polling <base>/api/v1/flux/inputs are refreshed when their answer changes.
+	FluxURLs []string
 	// RefreshInterval is the shortest time between two refresh passes.
 	RefreshInterval time.Duration
 }
@@ -40,7 +43,7 @@ type Options struct {
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=fleetbridge.io,resources=registrations,verbs=get;list;watch
 
-// Setup adds the plugin server (on every replica), the ApplicationSet refresher (leader only) and the
+// Setup adds the plugin server (on every replica), the ApplicationSet and Flux refreshers (leader only) and the
 // Workload status controller to a manager. The manager's cache must hold owned Secrets (their metadata,
 // confined as registrar.CacheByObject confines Secrets), CAPI Clusters and Workloads.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, error) {
@@ -63,6 +66,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, e
 	}
 
 	wake := make(chan event.GenericEvent, 1024)
+	endpoints, err := ParseFluxEndpoints(opts.FluxURLs)
+	if err != nil {
+		return nil, err
+	}
+	trimmed := &trimmedInputs{}
+	if err := mgr.Add(&FluxRefresher{Client: mgr.GetClient(), Cache: mgr.GetCache(), Fleet: store, Endpoints: endpoints, Tokens: tokens, Interval: opts.RefreshInterval,
+		Recorder: mgr.GetEventRecorder("fleetbridge-plugin"), Trimmed: trimmed, Wake: wakeWorkload(wake), Log: log}); err != nil {
+		return nil, err
+	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return forwardWorkloadWakeups(ctx, store, wake)
 	})); err != nil {
@@ -72,7 +84,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, e
 		Named("workload").
 		For(&fleetv1.Workload{}).
 		WatchesRawSource(source.Channel(wake, &handler.EnqueueRequestForObject{})).
-		Complete(&WorkloadReconciler{Client: mgr.GetClient(), Fleet: store})
+		Complete(&WorkloadReconciler{Client: mgr.GetClient(), Fleet: store, Trimmed: trimmed})
 }
 
 // forwardWorkloadWakeups enqueues every Workload whenever the fleet changes (coalesced).

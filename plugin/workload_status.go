@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -20,10 +22,12 @@ import (
 // +kubebuilder:rbac:groups=fleetbridge.io,resources=workloads,verbs=get;list;watch
 // +kubebuilder:rbac:groups=fleetbridge.io,resources=workloads/status,verbs=get;update;patch
 
-// WorkloadReconciler keeps Workload.status (matched clusters, Ready) in line with the fleet.
+// WorkloadReconciler keeps Workload.status (matched clusters, Ready, InputsTrimmed) in line with the
+// fleet and with what the Flux refresher found.
 type WorkloadReconciler struct {
-	Client client.Client
-	Fleet  *fleet.Store
+	Client  client.Client
+	Fleet   *fleet.Store
+	Trimmed *trimmedInputs
 }
 
 // Reconcile patches the status only when it changed.
@@ -44,12 +48,15 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 			reterr = errors.Join(reterr, err)
 		}
 	}()
-	w.Status = workloadStatus(w, r.Fleet.Snapshot())
+	trims, known := r.Trimmed.get(req.NamespacedName)
+	w.Status = workloadStatus(w, r.Fleet.Snapshot(), trims, known)
 	return ctrl.Result{}, nil
 }
 
-// workloadStatus counts the ready clusters a Workload pairs with now and sets Ready.
-func workloadStatus(w *fleetv1.Workload, snap *fleet.Snapshot) fleetv1.WorkloadStatus {
+// workloadStatus counts the ready clusters a Workload pairs with now and sets Ready; it sets
+// InputsTrimmed from the Flux providers that drop some of its pairs, or removes it when there are none
+// (trimsKnown false keeps whatever the status has).
+func workloadStatus(w *fleetv1.Workload, snap *fleet.Snapshot, trims []inputTrim, trimsKnown bool) fleetv1.WorkloadStatus {
 	out := fleetv1.WorkloadStatus{ObservedGeneration: w.Generation, Conditions: append([]metav1.Condition(nil), w.Status.Conditions...)}
 	cond := metav1.Condition{Type: fleetv1.ReadyCondition, ObservedGeneration: w.Generation}
 	key := types.NamespacedName{Namespace: w.Namespace, Name: w.Name}
@@ -76,5 +83,39 @@ func workloadStatus(w *fleetv1.Workload, snap *fleet.Snapshot) fleetv1.WorkloadS
 		}
 	}
 	meta.SetStatusCondition(&out.Conditions, cond)
+	switch {
+	case !trimsKnown:
+	case len(trims) == 0:
+		meta.RemoveStatusCondition(&out.Conditions, fleetv1.InputsTrimmedCondition)
+	default:
+		meta.SetStatusCondition(&out.Conditions, inputsTrimmed(w, trims))
+	}
 	return out
+}
+
+// maxTrimsNamed bounds an InputsTrimmed message; further providers are counted.
+const maxTrimsNamed = 3
+
+// inputsTrimmed says which Flux providers drop the Workload's pairs. A provider in the Workload's own
+// namespace is named; one elsewhere is only counted, since the Workload's readers may not read it.
+func inputsTrimmed(w *fleetv1.Workload, trims []inputTrim) metav1.Condition {
+	own := func(t inputTrim) bool { return t.Provider.Namespace == w.Namespace }
+	sorted := append([]inputTrim(nil), trims...)
+	sort.SliceStable(sorted, func(i, j int) bool { return own(sorted[i]) && !own(sorted[j]) })
+	var parts []string
+	for i, t := range sorted {
+		if i == maxTrimsNamed {
+			parts = append(parts, fmt.Sprintf("and %d more", len(sorted)-maxTrimsNamed))
+			break
+		}
+		who := "a Flux ResourceSetInputProvider in another namespace"
+		if own(t) {
+			who = "Flux ResourceSetInputProvider " + t.Provider.Name + " in this namespace"
+		}
+		parts = append(parts, fmt.Sprintf("%s keeps %d of %d inputs (spec.filter.limit) and drops %d of this Workload's pairs", who, t.Kept, t.Total, t.Dropped))
+	}
+	return metav1.Condition{
+		Type: fleetv1.InputsTrimmedCondition, Status: metav1.ConditionTrue, ObservedGeneration: w.Generation,
+		Reason: fleetv1.ReasonInputLimitExceeded, Message: strings.Join(parts, "; "),
+	}
 }

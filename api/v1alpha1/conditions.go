@@ -3,6 +3,10 @@ package v1alpha1
 // Condition types. Ready is kstatus's summary condition.
 const (
 	ReadyCondition = "Ready"
+	// InputsTrimmedCondition is True on a Workload while a Flux ResourceSetInputProvider that asks
+	// fleetbridge keeps fewer inputs than the answer has (its spec.filter.limit), so some of the Workload's
+	// pairs never reach Flux. It is absent otherwise.
+	InputsTrimmedCondition = "InputsTrimmed"
 )
 
 // Condition and Event reasons. An Event about a Cluster carries the same reason as the condition or
@@ -55,4 +59,8 @@ const (
 	ReasonDeniedAddress = "DeniedAddress"
 	// ReasonRepaired: an output someone else changed or deleted was written back as fleetbridge last wrote it.
 	ReasonRepaired = "Repaired"
+	// ReasonInputLimitExceeded: an answer to a Flux ResourceSetInputProvider has more inputs than its
+	// spec.filter.limit, and Flux Operator keeps only the first ones (a Warning Event on the provider, and
+	// InputsTrimmed on the Workloads whose pairs are dropped).
+	ReasonInputLimitExceeded = "InputLimitExceeded"
 )

@@ -76,7 +76,8 @@ type WorkloadStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// Conditions: Ready says whether the Workload is paired with registered clusters (Matched,
-	// NoClustersSelected) or cannot be used (InvalidSpec).
+	// NoClustersSelected) or cannot be used (InvalidSpec); InputsTrimmed (reason InputLimitExceeded) is
+	// True while a Flux ResourceSetInputProvider drops some of its pairs at its spec.filter.limit.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

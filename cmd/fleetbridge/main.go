@@ -48,6 +48,7 @@ func run() error {
 		enablePlugin            bool
 		pluginOpts              = plugin.Options{}
 		pluginConfigMaps        string
+		pluginFluxURLs          string
 		kubeQPS                 float64
 		kubeBurst               int
 		opts                    = registrar.DefaultOptions()
@@ -71,7 +72,8 @@ func run() error {
 	flag.StringVar(&pluginOpts.TenantsFile, "plugin-tenants-file", "", "File declaring the tenants whose scoped tokens --plugin-tokens-dir holds (a mounted ConfigMap); empty: every token has the full scope and must be named token or token.*.")
 	flag.StringVar(&pluginConfigMaps, "plugin-configmaps", "fleetbridge-plugin", "Comma-separated Argo CD plugin ConfigMaps that point at this server, each name or name=tenant (the tenant whose token it carries), for the ApplicationSet refresher.")
 	flag.Int64Var(&pluginOpts.MaxAnswerBytes, "max-answer-bytes", 0, "Largest plugin answer in bytes, refused before it is built; 0 means a quarter of --memory-limit, or 256 MiB without one.")
-	flag.DurationVar(&pluginOpts.RefreshInterval, "plugin-refresh-interval", 2*time.Second, "Shortest time between two ApplicationSet refresh passes.")
+	flag.StringVar(&pluginFluxURLs, "plugin-flux-urls", "", "Comma-separated base URLs (http(s)://host[:port][/prefix]) at which Flux Operator reaches the plugin server, such as its Service's in-cluster names; ResourceSetInputProviders polling <base>/api/v1/flux/inputs are refreshed when their answer changes and warned about when it is over their spec.filter.limit.")
+	flag.DurationVar(&pluginOpts.RefreshInterval, "plugin-refresh-interval", 2*time.Second, "Shortest time between two refresh passes (ApplicationSets, Flux ResourceSetInputProviders).")
 	flag.Float64Var(&kubeQPS, "kube-api-qps", 200, "Client QPS towards the management API server.")
 	flag.IntVar(&kubeBurst, "kube-api-burst", 400, "Client burst towards the management API server.")
 	flag.DurationVar(&opts.Resync, "resync", opts.Resync, "How often a registered cluster is probed again when nothing changes.")
@@ -94,6 +96,7 @@ func run() error {
 		name, tenant, _ := strings.Cut(entry, "=")
 		pluginOpts.ConfigMaps[strings.TrimSpace(name)] = strings.TrimSpace(tenant)
 	}
+	pluginOpts.FluxURLs = commaList(pluginFluxURLs)
 	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces)}
 	opts.AllowedExecCommands = commaList(allowedExecCommands)
 	denied, err := kubeconfig.ParseCIDRs(deniedCIDRs)

@@ -30,6 +30,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// Flux Operator's CRDs, and the Kustomization its ResourceSets render in the Flux test.
+	fluxCRDs, err := testenv.FluxCRDPaths(testenv.FluxOperatorModule, testenv.KustomizeControllerModule)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "fleetbridge-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -48,7 +54,7 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "build fleetbridge: %v\n%s", err, out)
 		return 1
 	}
-	return testenv.RunMain(m, testenv.Options{ExtraCRDPaths: argoCRDs}, &mgmt)
+	return testenv.RunMain(m, testenv.Options{ExtraCRDPaths: append(argoCRDs, fluxCRDs...)}, &mgmt)
 }
 
 // pluginToken is the bearer token the plugin server accepts in these tests.

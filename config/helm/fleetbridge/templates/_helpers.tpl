@@ -69,6 +69,17 @@ all
 http://{{ include "fleetbridge.fullname" . }}-plugin.{{ .Release.Namespace }}.svc:{{ .Values.plugin.port }}
 {{- end }}
 
+{{/* The base URLs at which Flux Operator reaches the plugin: the Service's in-cluster names, then
+plugin.fluxURLs. */}}
+{{- define "fleetbridge.fluxURLs" -}}
+{{- $svc := printf "%s-plugin.%s" (include "fleetbridge.fullname" .) .Release.Namespace }}
+{{- $urls := list }}
+{{- range $suffix := list "" ".svc" ".svc.cluster.local" }}
+{{- $urls = append $urls (printf "http://%s%s:%v" $svc $suffix $.Values.plugin.port) }}
+{{- end }}
+{{- concat $urls .Values.plugin.fluxURLs | uniq | join "," }}
+{{- end }}
+
 {{- define "fleetbridge.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}

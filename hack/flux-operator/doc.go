@@ -1,0 +1,3 @@
+// Package fluxoperator exists so the module has a package; the module only pins Flux Operator for
+// `go build`.
+package fluxoperator
