@@ -72,7 +72,7 @@ type FluxRefresher struct {
 	// Tokens know the tenants, whose scopes a provider's answer is computed within.
 	Tokens   *Tokens
 	Interval time.Duration
-	Recorder  events.EventRecorder
+	Recorder events.EventRecorder
 	// Trimmed receives, after every pass, the Workloads whose pairs a provider drops; Wake enqueues each
 	// Workload whose entry changed.
 	Trimmed *trimmedInputs
@@ -89,7 +89,7 @@ type FluxRefresher struct {
 // providerSpec is what the refresher reads from a provider's spec, valid for one generation.
 type providerSpec struct {
 	generation int64
-	ours       bool       // type ExternalService and spec.url at this server's Flux endpoint
+	ours       bool   // type ExternalService and spec.url at this server's Flux endpoint
 	query      string // the raw query of spec.url
 	limit      int
 }

@@ -167,7 +167,7 @@ func TestServer(t *testing.T) {
 		{"a selector key given twice", ready, "POST", execute, bearer, argoBody(`{"clusterSelector":{"matchLabels":{"env":"prod"},"matchLabels":{}}}`), nil, 400, "given twice", nil},
 		{"input given twice", ready, "POST", execute, bearer, []byte(`{"input":{"parameters":{"workloads":["web"]}},"input":{}}`), nil, 400, "given twice", nil},
 		{"a parameter set to null", ready, "POST", execute, bearer, argoBody(`{"workloads":null}`), nil, 400, "input.parameters.workloads: null", nil},
-		{"too deep", ready, "POST", execute, bearer, argoBody(`{"clusterSelector":`+strings.Repeat("[", 40)+strings.Repeat("]", 40)+`}`), nil, 400, "deeper", nil},
+		{"too deep", ready, "POST", execute, bearer, argoBody(`{"clusterSelector":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`), nil, 400, "deeper", nil},
 		{"a workload name that no object can have", ready, "POST", execute, bearer, argoBody(`{"workloads":["apps/ web"]}`), nil, 400, "input.parameters.workloads[0]", nil},
 		{"a workload namespace that no object can have", ready, "POST", execute, bearer, argoBody(`{"workloadNamespace":"Apps"}`), nil, 400, "workloadNamespace", nil},
 		{"a registration that no object can have", ready, "POST", execute, bearer, argoBody(`{"registration":"r 1"}`), nil, 400, "registration", nil},
