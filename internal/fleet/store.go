@@ -34,9 +34,9 @@ type Store struct {
 	registrations map[string]*fleetv1.Registration
 	namespaces    map[string]map[string]string
 	version       uint64
-	snap      *Snapshot
-	synced    []func() bool
-	listeners []chan struct{}
+	snap          *Snapshot
+	synced        []func() bool
+	listeners     []chan struct{}
 
 	// Conversions kept across snapshots, keyed by object and valid while its resourceVersion (and the
 	// CAPI Cluster's) is unchanged, so a change re-encodes one object, not the fleet.
