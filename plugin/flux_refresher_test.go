@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -243,8 +244,13 @@ func registerCluster(t *testing.T, ctx context.Context, mgmt *testenv.Management
 	server := "https://" + name + ".example.com:6443"
 	must(t, mgmt.PublishCluster(ctx, "fleet", name, server, []byte("unused"), testenv.ClusterOptions{Labels: map[string]string{"env": "prod"}}))
 	c := mgmt.Client
+	// The Registration says which namespace speaks for it; no registrar runs here.
+	reg := &fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}, Spec: fleetv1.RegistrationSpec{ArgoCD: &fleetv1.ArgoCDTarget{Namespace: "argocd"}}}
+	if err := c.Create(ctx, reg); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
 	rec := owned.Record{Registration: "fleet", Cluster: types.NamespacedName{Namespace: "fleet", Name: name}, Output: owned.OutputArgoCD,
-		KubernetesVersion: "v1.36.3", Reachable: true}
+		KubernetesVersion: "v1.36.3", Reachable: true, Server: server, ArgoCDName: "fleet." + name}
 	must(t, c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "argocd", Name: "fleet." + name, Labels: rec.Labels(), Annotations: rec.Annotations()},
 		Data:       map[string][]byte{argocd.KeyName: []byte("fleet." + name), argocd.KeyServer: []byte(server)},
