@@ -52,16 +52,8 @@ func (m *Management) StartApplicationSetController(ctx context.Context, namespac
 		return nil, fmt.Errorf("testenv: create AppProject: %w", err)
 	}
 
-	kubeconfig, err := m.KubeConfig()
+	dir, kubeconfigPath, err := m.kubeconfigDir("fleetbridge-appset-")
 	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "fleetbridge-appset-")
-	if err != nil {
-		return nil, err
-	}
-	kubeconfigPath := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
 	// The controller ignores --kubeconfig for its client; KUBECONFIG is what it reads.
@@ -76,4 +68,18 @@ func createOrIgnore(ctx context.Context, m *Management, obj client.Object) error
 		return fmt.Errorf("testenv: create %T %s: %w", obj, obj.GetName(), err)
 	}
 	return nil
+}
+
+// kubeconfigDir is a new temporary directory holding the management server's admin kubeconfig, for a
+// controller process (its HOME and state too).
+func (m *Management) kubeconfigDir(prefix string) (dir, kubeconfigPath string, err error) {
+	kubeconfig, err := m.KubeConfig()
+	if err != nil {
+		return "", "", err
+	}
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", "", err
+	}
+	kubeconfigPath = filepath.Join(dir, "kubeconfig")
+	return dir, kubeconfigPath, os.WriteFile(kubeconfigPath, kubeconfig, 0o600)
 }

@@ -62,16 +62,8 @@ func (m *Management) StartFluxOperator(ctx context.Context, namespace string) (*
 	if err := m.EnsureNamespace(ctx, namespace, nil); err != nil {
 		return nil, err
 	}
-	kubeconfig, err := m.KubeConfig()
+	dir, kubeconfigPath, err := m.kubeconfigDir("fleetbridge-flux-operator-")
 	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "fleetbridge-flux-operator-")
-	if err != nil {
-		return nil, err
-	}
-	kubeconfigPath := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
 		return nil, err
 	}
 	return StartProcess(bin,
