@@ -16,6 +16,7 @@ import (
 	"github.com/argoproj/argo-cd/v2/applicationset/services/plugin"
 	appv1 "github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -59,6 +60,16 @@ func TestArgoCDPluginClientReadsFleetbridge(t *testing.T) {
 		must(t, c.Create(ctx, secret))
 		ns, cluster := secret.Labels["fleetbridge.io/cluster-namespace"], secret.Labels["fleetbridge.io/cluster-name"]
 		argoNames[cluster] = string(secret.Data["name"])
+		// The plugin takes a Registration's Secrets only from the namespace it writes to (no registrar
+		// runs here, so the Registration is never reconciled).
+		registration := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "fleetbridge.io/v1alpha1", "kind": "Registration",
+			"metadata": map[string]any{"name": secret.Labels["fleetbridge.io/registration"]},
+			"spec":     map[string]any{"argocd": map[string]any{"namespace": secret.Namespace}},
+		}}
+		if err := c.Create(ctx, registration); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
 		ensureNamespace(t, ctx, c, ns)
 		must(t, c.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
