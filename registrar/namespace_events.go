@@ -107,6 +107,9 @@ func fluxTargetChanged(reg *fleetv1.Registration, before, after client.Object) b
 
 // clustersIn adds the Clusters of one namespace to keys.
 func (r *ClusterReconciler) clustersIn(ctx context.Context, namespace string, keys map[types.NamespacedName]bool) {
+	if !r.Namespaces.ClustersAllowed(namespace) {
+		return // no Cluster there is read: the cache has none, and listing it would fail
+	}
 	clusters := &clusterv1.ClusterList{}
 	if err := r.Client.List(ctx, clusters, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
 		log.FromContext(ctx).Info("cannot list Clusters for a namespace event", "namespace", namespace, "error", shortError(err))

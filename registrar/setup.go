@@ -91,6 +91,11 @@ func (n Namespaces) SecretsAllowed(namespace string) bool {
 	return len(n.Secrets) == 0 || slices.Contains(n.Secrets, namespace)
 }
 
+// ClustersAllowed reports whether fleetbridge reads CAPI Clusters in namespace.
+func (n Namespaces) ClustersAllowed(namespace string) bool {
+	return len(n.Clusters) == 0 || slices.Contains(n.Clusters, namespace)
+}
+
 func namespaceSet(names []string) map[string]cache.Config {
 	if len(names) == 0 {
 		return nil
