@@ -111,51 +111,61 @@ func requireObject(raw json.RawMessage, field string) error {
 
 // rejectDuplicateKeys refuses a key given twice in any object of a JSON document: encoding/json keeps the
 // last, so {"workloads":["web"],"workloads":[]} would silently read as no filter. Documents nested
-// deeper than maxJSONDepth are refused too (nothing a plugin request holds is that deep).
+// deeper than maxJSONDepth are refused too (nothing a plugin request holds is that deep). It scans the
+// bytes once and allocates nothing for documents without escaped keys: it runs on every request.
 func rejectDuplicateKeys(raw []byte) error {
 	const maxJSONDepth = 32
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	var walk func(depth int) error
-	walk = func(depth int) error {
-		if depth > maxJSONDepth {
-			return fmt.Errorf("nested deeper than %d levels", maxJSONDepth)
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		switch tok {
-		case json.Delim('{'):
-			seen := map[string]bool{}
-			for dec.More() {
-				keyTok, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				key, _ := keyTok.(string)
-				if seen[key] {
-					return fmt.Errorf("key %q is given twice in one object", key)
-				}
-				seen[key] = true
-				if err := walk(depth + 1); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		case json.Delim('['):
-			for dec.More() {
-				if err := walk(depth + 1); err != nil {
-					return err
-				}
-			}
-			_, err = dec.Token()
-			return err
-		}
-		return nil
+	if !json.Valid(raw) {
+		var v any
+		return newError(kindBadRequest, "body: "+jsonProblem(json.Unmarshal(raw, &v), ""))
 	}
-	if err := walk(0); err != nil {
-		return newError(kindBadRequest, "body: "+jsonProblem(err, ""))
+	type frame struct {
+		object, expectKey bool
+		firstKey          int // the frame's keys are keys[firstKey:]
+	}
+	var framesBuf [maxJSONDepth + 1]frame
+	frames := framesBuf[:0]
+	var keysBuf [32][]byte
+	keys := keysBuf[:0]
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; c {
+		case '{', '[':
+			if len(frames) == maxJSONDepth {
+				return newError(kindBadRequest, fmt.Sprintf("body: nested deeper than %d levels", maxJSONDepth))
+			}
+			frames = append(frames, frame{object: c == '{', expectKey: c == '{', firstKey: len(keys)})
+		case '}', ']':
+			keys = keys[:frames[len(frames)-1].firstKey]
+			frames = frames[:len(frames)-1]
+		case ',':
+			if top := &frames[len(frames)-1]; top.object {
+				top.expectKey = true
+			}
+		case '"':
+			end := i + 1
+			for raw[end] != '"' {
+				if raw[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			if n := len(frames); n > 0 && frames[n-1].object && frames[n-1].expectKey {
+				key := raw[i+1 : end]
+				if bytes.IndexByte(key, '\\') >= 0 {
+					var unescaped string
+					_ = json.Unmarshal(raw[i:end+1], &unescaped) // valid JSON: it decodes
+					key = []byte(unescaped)
+				}
+				for _, k := range keys[frames[n-1].firstKey:] {
+					if bytes.Equal(k, key) {
+						return newError(kindBadRequest, fmt.Sprintf("body: key %q is given twice in one object", key))
+					}
+				}
+				keys = append(keys, key)
+				frames[n-1].expectKey = false
+			}
+			i = end
+		}
 	}
 	return nil
 }

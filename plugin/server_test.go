@@ -164,6 +164,8 @@ func TestServer(t *testing.T) {
 		{"parameters are a list", ready, "POST", execute, bearer, argoBody(`["web"]`), nil, 400, "input.parameters: expected a JSON object, got a list", nil},
 		{"parameters are null", ready, "POST", execute, bearer, argoBody("null"), nil, 400, "input.parameters: expected a JSON object, got null", nil},
 		{"a key given twice", ready, "POST", execute, bearer, argoBody(`{"workloads":["web"],"workloads":[]}`), nil, 400, `key "workloads" is given twice`, nil},
+		{"a key given twice, once escaped", ready, "POST", execute, bearer, argoBody(`{"workloads":["web"],"work\u006coads":[]}`), nil, 400, "given twice", nil},
+		{"the same name in two objects is fine", ready, "POST", execute, bearer, argoBody(`{"clusterSelector":{"matchLabels":{"env":"prod"}},"workloadSelector":{"matchLabels":{"env":"prod"}}}`), nil, 200, "", []string{}},
 		{"a selector key given twice", ready, "POST", execute, bearer, argoBody(`{"clusterSelector":{"matchLabels":{"env":"prod"},"matchLabels":{}}}`), nil, 400, "given twice", nil},
 		{"input given twice", ready, "POST", execute, bearer, []byte(`{"input":{"parameters":{"workloads":["web"]}},"input":{}}`), nil, 400, "given twice", nil},
 		{"a parameter set to null", ready, "POST", execute, bearer, argoBody(`{"workloads":null}`), nil, 400, "input.parameters.workloads: null", nil},
