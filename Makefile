@@ -123,7 +123,7 @@ $(ARGOCD_V3_STAMP): hack/argocd-v3/go.mod
 flux-operator-src: $(FLUX_OPERATOR_SRC)/.stamp-$(FLUX_OPERATOR_VERSION) ## Copy Flux Operator's module into bin/ with a placeholder web UI (hack/flux-operator builds from it).
 
 $(FLUX_OPERATOR_SRC)/.stamp-$(FLUX_OPERATOR_VERSION): hack/flux-operator/go.mod
-	rm -rf $(FLUX_OPERATOR_SRC)
+	rm -rf $(FLUX_OPERATOR_SRC) && mkdir -p $(BIN)
 	dir=$$(cd $${TMPDIR:-/tmp} && go mod download -json github.com/controlplaneio-fluxcd/flux-operator@$(FLUX_OPERATOR_VERSION) | \
 		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && test -n "$$dir" && cp -r "$$dir" $(FLUX_OPERATOR_SRC)
 	chmod -R u+w $(FLUX_OPERATOR_SRC)
