@@ -78,12 +78,18 @@ func TestDroppedPairsFollowTheAnswer(t *testing.T) {
 	if n < 4 || len(inputs) != n {
 		t.Fatalf("test fleet answers %d inputs", n)
 	}
+	answer, err := snap.Answer(filter, fleet.Flux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := answer.WorkloadRuns()
+	answer.Release()
 	for limit := 0; limit <= n+1; limit++ {
 		want := map[types.NamespacedName]int{}
 		for _, in := range inputs[min(limit, n):] {
 			want[types.NamespacedName{Namespace: in.Workload.Namespace, Name: in.Workload.Name}]++
 		}
-		got := droppedPairs(snap, filter, limit)
+		got := droppedPairs(runs, limit)
 		if len(got) != len(want) {
 			t.Fatalf("limit %d: dropped %v, want %v", limit, got, want)
 		}

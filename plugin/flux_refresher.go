@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -186,7 +185,7 @@ func (r *FluxRefresher) refresh(ctx context.Context) error {
 		over++
 		dropped += a.inputs - spec.limit
 		r.warn(p, key, overLimit{inputs: a.inputs, limit: spec.limit})
-		for w, n := range droppedPairs(snap, a.filter, spec.limit) {
+		for w, n := range droppedPairs(a.runs, spec.limit) {
 			trims[w] = append(trims[w], inputTrim{Provider: key, Kept: spec.limit, Total: a.inputs, Dropped: n})
 		}
 	}
@@ -325,8 +324,8 @@ func providerRef(p *metav1.PartialObjectMetadata) *metav1.PartialObjectMetadata 
 type fluxAnswer struct {
 	digest string
 	inputs int
-	filter fleet.Filter
-	err    error // the server would refuse the query, or the answer is too large
+	runs   []fleet.WorkloadRun // the answer's Workloads in order, with their pairs
+	err    error               // the server would refuse the query, or the answer is too large
 }
 
 // scopeOf is the scope a provider in a namespace most likely asks with: the tenant whose Workload
@@ -353,14 +352,16 @@ func answerFor(snap *fleet.Snapshot, rawQuery string, scope *Scope) fluxAnswer {
 	if err != nil {
 		return errorAnswer(err)
 	}
-	digest, n, size, err := fluxDigest(snap, filter)
+	answer, err := snap.Answer(filter, fluxProtocol.style)
 	if err != nil {
 		return errorAnswer(err)
 	}
-	if size+len(`{"inputs":}`+"\n") > maxFluxBody {
+	defer answer.Release()
+	if answer.Size()+int64(len(fluxProtocol.open)+len(fluxProtocol.closing)) > fluxProtocol.clientMaxBytes {
 		return errorAnswer(fmt.Errorf("the answer is over the 900 KiB Flux Operator accepts"))
 	}
-	return fluxAnswer{digest: digest, inputs: n, filter: filter}
+	digest := answer.Digest()
+	return fluxAnswer{digest: hex.EncodeToString(digest[:16]), inputs: answer.Len(), runs: answer.WorkloadRuns()}
 }
 
 func errorAnswer(err error) fluxAnswer {
@@ -368,39 +369,15 @@ func errorAnswer(err error) fluxAnswer {
 	return fluxAnswer{digest: "error-" + hex.EncodeToString(sum[:16]), err: err}
 }
 
-// fluxDigest digests the inputs the Flux endpoint answers for filter, and counts them and their bytes.
-// It is the refresher's one use of the answer's encoding.
-func fluxDigest(snap *fleet.Snapshot, filter fleet.Filter) (digest string, inputs, size int, err error) {
-	answer, err := snap.Answer(filter, fleet.Flux)
-	if err != nil {
-		return "", 0, 0, err
-	}
-	defer answer.Release()
-	h := sha256.New()
-	bw := bufio.NewWriterSize(h, 32<<10)
-	_, _ = answer.WriteTo(bw) // a hash does not fail
-	_ = bw.Flush()
-	return hex.EncodeToString(h.Sum(nil)[:16]), answer.Len(), int(answer.Size()), nil
-}
-
-// droppedPairs counts, per Workload, the pairs of the answer for filter that lie past limit. The answer
-// lists each Workload's pairs together, Workloads by namespace and name, and Flux Operator keeps the
-// first limit inputs.
-func droppedPairs(snap *fleet.Snapshot, filter fleet.Filter, limit int) map[types.NamespacedName]int {
-	ws := append([]fleet.Workload(nil), snap.Workloads...)
-	sort.SliceStable(ws, func(i, j int) bool {
-		if ws[i].Namespace != ws[j].Namespace {
-			return ws[i].Namespace < ws[j].Namespace
-		}
-		return ws[i].Name < ws[j].Name
-	})
+// droppedPairs counts, per Workload, the pairs of an answer that lie past limit: Flux Operator keeps the
+// first limit inputs, and the answer lists each Workload's pairs together (runs, in answer order).
+func droppedPairs(runs []fleet.WorkloadRun, limit int) map[types.NamespacedName]int {
 	out := map[types.NamespacedName]int{}
 	pos := 0
-	for _, w := range ws {
-		only := &fleet.Snapshot{Clusters: snap.Clusters, Workloads: []fleet.Workload{w}}
-		end := pos + only.CountPairs(filter)
+	for _, run := range runs {
+		end := pos + run.Pairs
 		if from := max(pos, limit); end > from {
-			out[types.NamespacedName{Namespace: w.Namespace, Name: w.Name}] = end - from
+			out[run.Workload] = end - from
 		}
 		pos = end
 	}

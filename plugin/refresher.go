@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -175,7 +174,6 @@ func pluginInputs(node any, configMaps map[string]string) []pluginInput {
 // refresh.
 func answerHash(snap *fleet.Snapshot, inputs []pluginInput, scopeOf func(tenant string) *Scope) string {
 	h := sha256.New()
-	bw := bufio.NewWriterSize(h, 32<<10)
 	for _, in := range inputs {
 		body := []byte(`{"input":{}}`)
 		if in.parameters != nil {
@@ -191,14 +189,13 @@ func answerHash(snap *fleet.Snapshot, inputs []pluginInput, scopeOf func(tenant 
 			pairs, err = snap.Answer(filter, fleet.ArgoCD)
 		}
 		if err == nil {
-			_, _ = pairs.WriteTo(bw) // a hash does not fail
+			digest := pairs.Digest()
+			h.Write(digest[:])
 			pairs.Release()
+		} else {
+			h.Write([]byte("error:" + err.Error()))
 		}
-		if err != nil {
-			_, _ = bw.WriteString("error:" + err.Error())
-		}
-		_ = bw.WriteByte(0)
+		h.Write([]byte{0})
 	}
-	_ = bw.Flush()
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -1,7 +1,9 @@
 package fleet
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"sync"
 
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 )
 
@@ -90,6 +93,39 @@ func (a *Answer) Size() int64 { return a.size }
 
 // Len is the number of pairs.
 func (a *Answer) Len() int { return len(a.pairs) }
+
+// Digest is the SHA-256 of the answer's encoding, streamed: the refreshers compare answers without
+// building them.
+func (a *Answer) Digest() [sha256.Size]byte {
+	h := sha256.New()
+	bw := bufio.NewWriterSize(h, 32<<10)
+	_, _ = a.WriteTo(bw) // a hash does not fail
+	_ = bw.Flush()
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// WorkloadRun is one Workload's pairs in an answer: they are adjacent, Workloads in answer order.
+type WorkloadRun struct {
+	Workload types.NamespacedName
+	Pairs    int
+}
+
+// WorkloadRuns lists the answer's Workloads in order with their number of pairs, so a client that keeps
+// only a prefix of the answer (Flux Operator's spec.filter.limit) can be told whose pairs it drops.
+func (a *Answer) WorkloadRuns() []WorkloadRun {
+	var out []WorkloadRun
+	for _, p := range a.pairs {
+		key := types.NamespacedName{Namespace: p.w.Namespace, Name: p.w.Name}
+		if n := len(out); n > 0 && out[n-1].Workload == key {
+			out[n-1].Pairs++
+			continue
+		}
+		out = append(out, WorkloadRun{Workload: key, Pairs: 1})
+	}
+	return out
+}
 
 // Release returns the answer's memory for reuse; the Answer must not be used after.
 func (a *Answer) Release() {
