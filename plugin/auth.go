@@ -212,6 +212,9 @@ func (t *Tokens) scopeOf(presented string) *Scope {
 	t.reloadIfDue()
 	loaded, static := t.loaded, t.usableStatic()
 	t.mu.Unlock()
+	if presented == "" {
+		return nil
+	}
 	var match *Scope
 	for _, list := range [][]scopedToken{static, loaded} {
 		for _, tok := range list {
@@ -219,9 +222,6 @@ func (t *Tokens) scopeOf(presented string) *Scope {
 				match = tok.scope
 			}
 		}
-	}
-	if presented == "" {
-		return nil
 	}
 	return match
 }

@@ -231,6 +231,7 @@ func (s *Store) Snapshot() *Snapshot {
 	}
 	best := map[regCluster]chosen{}
 	liveSecrets := make(map[types.NamespacedName]bool, len(s.secrets))
+	writes := map[[3]string]bool{} // (Registration, output, namespace) -> writesTo
 	for skey, secret := range s.secrets {
 		liveSecrets[skey] = true
 		key, ok := owned.ClusterOf(secret.Labels)
@@ -243,7 +244,14 @@ func (s *Store) Snapshot() *Snapshot {
 		}
 		// Only a namespace the named Registration writes to may speak for it: a tenant who forges a
 		// Secret in its own namespace cannot put a cluster into another tenant's Registration.
-		if !s.writesTo(secret.Labels[owned.LabelRegistration], secret.Labels[owned.LabelOutput], secret.Namespace) {
+		target := [3]string{secret.Labels[owned.LabelRegistration], secret.Labels[owned.LabelOutput], secret.Namespace}
+		allowed, decided := writes[target]
+		if !decided {
+			// Memoized: a fleet has many Secrets but few Registrations and namespaces.
+			allowed = s.writesTo(target[0], target[1], target[2])
+			writes[target] = allowed
+		}
+		if !allowed {
 			continue
 		}
 		conv, cached := s.clusterConv[skey]
