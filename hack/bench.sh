@@ -17,7 +17,7 @@ echo "== registrar: cold start of 1,000 Clusters (both modes) and the plain-clie
 FLEETBRIDGE_BINARY=bin/fleetbridge go test -run '^$' -bench 'ColdStart|SteadyState|PeakRSS' -benchtime=1x -count=1 -timeout 60m ./registrar/ | tee "$out/registrar.txt"
 
 echo "== renewal spread (1h TTL, fleets of 1,000 minted together)"
-go test -count=1 -v -run 'TestRenewalSpread$' ./registrar/ | grep -E "busiest|^(ok|FAIL|---)" | tee "$out/renewal.txt"
+go test -count=1 -v -run "TestRenewalWindowsPerHour$" ./registrar/ | grep -E "renewals over|^(ok|FAIL|---)" | tee "$out/renewal.txt"
 
 echo "== fleet change to Application (the real ApplicationSet controller, plugin generator, default requeue)"
 go test -count=1 -v -run TestPluginGeneratorFansOutWorkloads ./hack/e2e/ | grep -E "newly ready|^(ok|FAIL|---)" | tee "$out/e2e.txt"

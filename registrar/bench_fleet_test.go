@@ -439,6 +439,8 @@ type callCounter struct {
 	target   int
 	doneAt   time.Time
 	done     chan struct{}
+	// secretWriteTimes are when each successful write of a Secret in secretNS returned.
+	secretWriteTimes []time.Time
 }
 
 func newCallCounter(secretNS string, target int) *callCounter {
@@ -469,6 +471,7 @@ func (c *callCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			name := strings.TrimPrefix(req.URL.Path, prefix)
 			c.mu.Lock()
 			c.secrets[name]++
+			c.secretWriteTimes = append(c.secretWriteTimes, time.Now())
 			if len(c.secrets) == c.target && c.secrets[name] == 1 {
 				c.doneAt = time.Now()
 				close(c.done)

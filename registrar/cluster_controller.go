@@ -49,6 +49,8 @@ type ClusterReconciler struct {
 	results *results
 	writer  *secretWriter
 	tokens  *tokenSource
+	// renewals enqueues the Clusters whose tokens are due, a window at a time.
+	renewals *renewalScheduler
 	// unownedArgo caches the identity (labels, server, name) of Argo CD cluster Secrets fleetbridge does
 	// not own, for checkArgoDuplicates.
 	unownedArgo client.Reader
@@ -135,6 +137,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 
 	requeue := r.Resync
+	var renewal time.Time
 	for _, reg := range sel.active {
 		// Registering, and recording the result, happen inside the gate, so a deletion that began after
 		// the Registrations were read waits for them and then finds this Cluster among its results.
@@ -145,15 +148,15 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}) {
 			continue // the Registration's deletion began; its cleanup covers this Cluster
 		}
-		next := r.Resync
-		switch {
-		case res.Failing:
-			next = backoff(res.attempts)
-		case !res.TokenExpiresAt.IsZero():
-			next = max(time.Second, res.renewAt.Sub(r.Now()))
+		if res.Failing {
+			requeue = min(requeue, backoff(res.attempts))
 		}
-		requeue = min(requeue, next)
+		if !res.renewAt.IsZero() && (renewal.IsZero() || res.renewAt.Before(renewal)) {
+			renewal = res.renewAt
+		}
 	}
+	// Renewals wait for their window in the scheduler, which starts a window's Clusters together.
+	r.renewals.schedule(key, renewal)
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }
 
@@ -171,7 +174,7 @@ func (r *ClusterReconciler) markUnreachable(ctx context.Context, registration st
 			errs = append(errs, client.IgnoreNotFound(err))
 			continue
 		}
-		secretWrites.WithLabelValues(s.Labels[owned.LabelOutput], "mark-unreachable").Inc()
+		countWrite(s.Labels[owned.LabelOutput], "patch", causeUnreachable)
 	}
 	return errors.Join(errs...)
 }
@@ -271,6 +274,7 @@ func (r *ClusterReconciler) deregisterCluster(ctx context.Context, key types.Nam
 	if cluster == nil {
 		r.conns.forget(key)
 	}
+	r.renewals.schedule(key, time.Time{})
 	return errors.Join(errs...)
 }
 

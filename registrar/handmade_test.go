@@ -93,7 +93,7 @@ func TestHandMadeSecretIsNeverTakenOver(t *testing.T) {
 		Data:       desired.Data,
 	}
 	cur := registration(t, ctx, reg.Name)
-	if _, err := rm.reg.Clusters.writer.write(ctx, owner{cur.Name, key}, nil, desired); err != nil {
+	if _, err := rm.reg.Clusters.writer.write(ctx, owner{cur.Name, key}, nil, desired, false); err != nil {
 		t.Fatalf("writing an owned Secret the cache did not show: %v", err)
 	}
 	must(t, mgmt.Client.Get(ctx, secretKey, live))
@@ -104,7 +104,7 @@ func TestHandMadeSecretIsNeverTakenOver(t *testing.T) {
 	other := desired.DeepCopy()
 	other.Name = "not-fleetbridges"
 	must(t, mgmt.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: other.Name}}))
-	_, err = rm.reg.Clusters.writer.write(ctx, owner{cur.Name, key}, nil, other)
+	_, err = rm.reg.Clusters.writer.write(ctx, owner{cur.Name, key}, nil, other, false)
 	if reasonOf(err, "") != fleetv1.ReasonConflict {
 		t.Fatalf("writing over someone else's Secret: %v", err)
 	}

@@ -24,8 +24,8 @@ var (
 	}, []string{"registration"})
 	secretWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fleetbridge_secret_writes_total",
-		Help: "Writes of owned Secrets on the management cluster, by output and operation. Flat when nothing changes.",
-	}, []string{"output", "operation"})
+		Help: "Writes of owned Secrets on the management cluster, by output, operation (create, update, patch, delete) and cause (create: a new registration; rotation: a renewed token; change: labels or other content; repair: someone else changed or deleted it; unreachable: the cluster stopped answering; remove: deregistered or no longer wanted). Flat when nothing changes.",
+	}, []string{"output", "operation", "cause"})
 	reconcileDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "fleetbridge_reconcile_duration_seconds",
 		Help:    "Duration of fleetbridge reconciles, per controller.",
@@ -35,4 +35,19 @@ var (
 
 func init() {
 	metrics.Registry.MustRegister(registeredClusters, failingClusters, tokenExpirySeconds, tokensMinted, secretWrites, reconcileDuration)
+}
+
+// Causes of Secret writes (fleetbridge_secret_writes_total).
+const (
+	causeCreate      = "create"
+	causeRotation    = "rotation"
+	causeChange      = "change"
+	causeRepair      = "repair"
+	causeUnreachable = "unreachable"
+	causeRemove      = "remove"
+)
+
+// countWrite counts one write of an owned Secret.
+func countWrite(output, operation, cause string) {
+	secretWrites.WithLabelValues(output, operation, cause).Inc()
 }

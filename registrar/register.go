@@ -47,6 +47,10 @@ type clusterScope struct {
 	// allowlisted exec plugin authenticates, which the controller cannot check itself.
 	insecure, unverified bool
 	execCommand          string
+	// windowWrite: a token minted ahead waits for this renewal window, whose reconcile only writes it (the
+	// reconcile a lead before probed the cluster and checked its access); rotated: this reconcile
+	// replaces the token the outputs carry.
+	windowWrite, rotated bool
 }
 
 // phase is one step of register; its error carries the reason it is reported under.
@@ -62,6 +66,8 @@ var errWaiting = failure(fleetv1.ReasonWaitingForControlPlane, "the control plan
 func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registration, cluster *clusterv1.Cluster, written []corev1.Secret) clusterResult {
 	s := &clusterScope{reg: reg, cluster: cluster, key: types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name},
 		written: ownedBy(reg.Name, written), mode: credentialsMode(reg)}
+	seed := renewalSeed(cluster.UID, reg.Name)
+	s.windowWrite = s.mode == fleetv1.CredentialsServiceAccountToken && r.tokens.writesPending(reg.Name, s.key, seed)
 	defer func() { s.conn.close() }()
 	for _, p := range []phase{r.connect, r.verifyAccess, r.credentials, r.render, r.apply, r.prune} {
 		if err := p(ctx, s); err != nil {
@@ -93,7 +99,7 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 	}
 	if s.times != nil {
 		res.TokenExpiresAt = s.times.ExpiresAt
-		res.renewAt = renewAt(*s.times, renewalSeed(cluster.UID, reg.Name))
+		res.renewAt = r.tokens.nextDue(reg.Name, s.key, seed)
 		tokenExpirySeconds.WithLabelValues(reg.Name, s.key.Namespace, s.key.Name).Set(s.times.ExpiresAt.Sub(r.Now()).Seconds())
 	}
 	return res
@@ -144,6 +150,10 @@ func (r *ClusterReconciler) policyFor(reg *fleetv1.Registration) kubeconfig.Poli
 // verifyAccess probes the workload API server with the credentials the controller holds. Only an
 // allowlisted exec plugin's cluster is probed anonymously, where any HTTP answer shows it is up.
 func (r *ClusterReconciler) verifyAccess(ctx context.Context, s *clusterScope) error {
+	if s.windowWrite {
+		s.facts = clusterFacts{KubernetesVersion: versionLabelOf(s.reg.Name, s.written)}
+		return nil
+	}
 	facts, err := s.conn.probe(ctx)
 	if err != nil {
 		// Keep the Secrets (the cluster may be back in a minute) but mark them.
@@ -165,14 +175,18 @@ func (r *ClusterReconciler) credentials(ctx context.Context, s *clusterScope) er
 	switch s.mode {
 	case fleetv1.CredentialsServiceAccountToken:
 		access := workloadAccess{kube: s.conn.kube, reg: s.reg, cluster: s.key, gate: r.gate}
-		uid, err := access.ensure(ctx)
+		var uid types.UID
+		if !s.windowWrite {
+			var err error
+			if uid, err = access.ensure(ctx); err != nil {
+				return withFallback(err, fleetv1.ReasonTokenRequestFailed)
+			}
+		}
+		tok, rotated, err := r.tokens.token(ctx, access, uid, s.written, renewalSeed(s.cluster.UID, s.reg.Name))
 		if err != nil {
 			return withFallback(err, fleetv1.ReasonTokenRequestFailed)
 		}
-		tok, err := r.tokens.token(ctx, access, uid, s.written, renewalSeed(s.cluster.UID, s.reg.Name))
-		if err != nil {
-			return withFallback(err, fleetv1.ReasonTokenRequestFailed)
-		}
+		s.rotated = rotated
 		s.config = argocd.BearerTokenConfig(s.conn.creds, tok.Token)
 		s.fluxToken = tok.Token
 		s.times = &tok.Times
@@ -246,7 +260,7 @@ func (r *ClusterReconciler) applyOutput(ctx context.Context, s *clusterScope, o 
 			return err
 		}
 	}
-	outcome, err := r.writer.write(ctx, o, existing, d)
+	outcome, err := r.writer.write(ctx, o, existing, d, s.rotated)
 	if err != nil {
 		return err
 	}

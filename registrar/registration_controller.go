@@ -196,7 +196,7 @@ func (r *RegistrationReconciler) reconcileDelete(ctx context.Context, reg *fleet
 			errs = append(errs, err)
 			continue
 		}
-		secretWrites.WithLabelValues(s.Labels[owned.LabelOutput], "delete").Inc()
+		countWrite(s.Labels[owned.LabelOutput], "delete", causeRemove)
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)

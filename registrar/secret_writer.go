@@ -101,8 +101,9 @@ type owner struct {
 	cluster      types.NamespacedName
 }
 
-// write makes the Secret hold desired. existing is the cache's copy (nil when the cache has none).
-func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *corev1.Secret) (writeOutcome, error) {
+// write makes the Secret hold desired. existing is the cache's copy (nil when the cache has none);
+// rotated says desired carries a renewed token (for the count of writes by cause).
+func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *corev1.Secret, rotated bool) (writeOutcome, error) {
 	key := client.ObjectKeyFromObject(desired)
 	w.mu.Lock()
 	rec := w.last[key]
@@ -173,6 +174,7 @@ func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *co
 		if outcome == writeCreated {
 			outcome = writeUpdated
 		}
+		create = false
 		written, uid, err = w.apply(ctx, applyConfigOf(desired), false)
 	}
 	if err != nil {
@@ -182,7 +184,19 @@ func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *co
 	w.last[key] = writeRecord{hash: hash, replaced: seenVersion, written: written, uid: uid, at: w.now(),
 		seen: w.observed[key] == written}
 	w.mu.Unlock()
-	secretWrites.WithLabelValues(desired.Labels[owned.LabelOutput], string(outcome)).Inc()
+	operation, cause := "update", causeChange
+	switch {
+	case outcome == writeRepaired:
+		cause = causeRepair
+	case outcome == writeCreated:
+		cause = causeCreate
+	case rotated:
+		cause = causeRotation
+	}
+	if create {
+		operation = "create"
+	}
+	countWrite(desired.Labels[owned.LabelOutput], operation, cause)
 	return outcome, nil
 }
 
@@ -241,7 +255,7 @@ func (w *secretWriter) delete(ctx context.Context, s *corev1.Secret) error {
 		return fmt.Errorf("delete Secret %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	if err == nil {
-		secretWrites.WithLabelValues(s.Labels[owned.LabelOutput], "delete").Inc()
+		countWrite(s.Labels[owned.LabelOutput], "delete", causeRemove)
 	}
 	return nil
 }

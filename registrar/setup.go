@@ -200,6 +200,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 	gate := newWorkloadGate(opts.beforeRegister)
 	wakeups := make(chan event.GenericEvent, 1024)
 	recorder := mgr.GetEventRecorder("fleetbridge-registrar")
+	renewals := newRenewalScheduler(opts.Now)
+	if err := mgr.Add(renewals); err != nil {
+		return nil, err
+	}
 
 	clusters := &ClusterReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: recorder, Now: opts.Now, Resync: opts.Resync,
@@ -207,7 +211,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		ReconcileTimeout: opts.ReconcileTimeout,
 		conns:            conns, results: res, registrationEvents: wakeups, unownedArgo: unownedArgo,
 		writer: newSecretWriter(mgr.GetClient(), mgr.GetAPIReader(), opts.Now), tokens: newTokenSource(opts.Now),
-		gate: gate, reconciled: opts.reconciled,
+		gate: gate, reconciled: opts.reconciled, renewals: renewals,
 	}
 	err = ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
@@ -219,6 +223,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		Watches(&fleetv1.Registration{}, handler.EnqueueRequestsFromMapFunc(clusters.registrationToClusters),
 			builder.WithPredicates(selectionChanged)).
 		Watches(&corev1.Namespace{}, clusters.namespaceEvents()).
+		WatchesRawSource(source.Channel(renewals.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: opts.Workers}).
 		Complete(clusters)
 	if err != nil {

@@ -3,7 +3,6 @@ package registrar
 import (
 	"encoding/base64"
 	"encoding/json"
-	"hash/fnv"
 	"strings"
 	"time"
 
@@ -16,35 +15,6 @@ type currentToken struct {
 	Times tokenTimes
 }
 
-// renewAt is when a token is renewed: somewhere between 15% and 85% of its lifetime, half of it on
-// average. The point comes from a hash of seed (renewalSeed), so it is stable across reconciles and
-// restarts (no churn) yet spreads a fleet whose tokens were minted together (a cold start, or a TTL
-// change) over 70% of the lifetime: with a 1h TTL, 1,000 clusters renew about 24 a minute and the
-// busiest sliding minute stays under 5% of the fleet (TestRenewalSpread). Renewing at "about two
-// thirds" with a third of the lifetime as jitter put 7-8% of such a fleet in its busiest minute, and no
-// window that wide fits around two thirds without renewing within minutes of expiry; 85% still leaves
-// 15% of the lifetime (9 minutes of a 1h token, 1.5 minutes at the 10m floor) for a failed renewal to
-// be retried, and kubelet refreshes projected tokens at 80%. Later renewals drift further apart because
-// each cluster keeps its own offset.
-func renewAt(t tokenTimes, seed string) time.Time {
-	life := t.ExpiresAt.Sub(t.IssuedAt)
-	if life <= 0 {
-		return t.IssuedAt
-	}
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(seed))
-	var jitter time.Duration
-	if window := uint64(life * 7 / 10); window > 0 {
-		jitter = time.Duration(h.Sum64() % window)
-	}
-	return t.IssuedAt.Add(life * 85 / 100).Add(-jitter)
-}
-
-// renewalSeed is the seed of renewAt for one Cluster and Registration.
-func renewalSeed(cluster types.UID, registration string) string {
-	return string(cluster) + "/" + registration
-}
-
 // tokenDecision says whether a new token must be minted, and why (for logs; never the token).
 func tokenDecision(cur *currentToken, serviceAccountUID types.UID, ttl time.Duration, now time.Time, seed string) (bool, string) {
 	switch {
@@ -54,7 +24,7 @@ func tokenDecision(cur *currentToken, serviceAccountUID types.UID, ttl time.Dura
 		return true, "token expired"
 	case serviceAccountUID != "" && tokenServiceAccountUID(cur.Token) != string(serviceAccountUID):
 		return true, "ServiceAccount was recreated"
-	case !now.Before(renewAt(cur.Times, seed)):
+	case !now.Before(renewalWindow(cur.Times, seed)):
 		return true, "renewal due"
 	case float64(ttl) < 0.9*float64(cur.Times.ExpiresAt.Sub(cur.Times.IssuedAt)):
 		// A shorter TTL was asked for; a longer one waits for the regular renewal, so an API server that

@@ -27,6 +27,14 @@ type tokenSource struct {
 
 	mu     sync.Mutex
 	tokens map[tokenKey]currentToken
+	// pending are tokens minted ahead of their renewal window (premintLead) and not written yet.
+	pending map[tokenKey]pendingToken
+}
+
+// pendingToken is a token minted ahead of the window that writes it.
+type pendingToken struct {
+	currentToken
+	mintedAt time.Time
 }
 
 type tokenKey struct {
@@ -35,7 +43,7 @@ type tokenKey struct {
 }
 
 func newTokenSource(now func() time.Time) *tokenSource {
-	return &tokenSource{now: now, tokens: map[tokenKey]currentToken{}}
+	return &tokenSource{now: now, tokens: map[tokenKey]currentToken{}, pending: map[tokenKey]pendingToken{}}
 }
 
 // annotationTolerance is how far the timing annotations of an output may be from a confirmed token's own
@@ -44,11 +52,14 @@ func newTokenSource(now func() time.Time) *tokenSource {
 const annotationTolerance = 2 * time.Minute
 
 // token returns the token the outputs of one Registration and Cluster carry, minting one when there is
-// none, it expired, its renewal point passed, or the ServiceAccount was recreated.
-func (s *tokenSource) token(ctx context.Context, access workloadAccess, saUID types.UID, written []corev1.Secret, seed string) (currentToken, error) {
+// none, it expired, its renewal window came, or the ServiceAccount was recreated; rotated says it
+// replaces the one the outputs carried. A lead before the renewal window it mints the next token and
+// keeps it back, and at the window it returns that one, so the window's writes wait for no TokenRequest.
+func (s *tokenSource) token(ctx context.Context, access workloadAccess, saUID types.UID, written []corev1.Secret, seed string) (tok currentToken, rotated bool, err error) {
 	key := tokenKey{access.reg.Name, access.cluster}
 	s.mu.Lock()
 	cur, known := s.tokens[key]
+	pend, hasPending := s.pending[key]
 	s.mu.Unlock()
 	var curPtr *currentToken
 	if known {
@@ -56,19 +67,86 @@ func (s *tokenSource) token(ctx context.Context, access workloadAccess, saUID ty
 	} else if confirmed, ok := s.confirmed(ctx, access, saUID, written); ok {
 		curPtr = &confirmed
 	}
-	if need, why := tokenDecision(curPtr, saUID, tokenTTL(access.reg), s.now(), seed); need {
-		minted, err := access.mint(ctx, s.now())
+	now := s.now()
+	ttl := tokenTTL(access.reg)
+	need, why := tokenDecision(curPtr, saUID, ttl, now, seed)
+	switch {
+	case need && why == "renewal due" && hasPending && pend.usable(saUID, ttl, now, seed):
+		log.FromContext(ctx).V(1).Info("renewal window: writing the token minted ahead of it", "registration", access.reg.Name, "expiresAt", pend.Times.ExpiresAt)
+		rotated, curPtr = true, &pend.currentToken
+	case need:
+		minted, err := access.mint(ctx, now)
 		if err != nil {
-			return currentToken{}, err
+			return currentToken{}, false, err
 		}
 		log.FromContext(ctx).Info("minted ServiceAccount token", "registration", access.reg.Name, "why", why, "expiresAt", minted.Times.ExpiresAt)
 		tokensMinted.WithLabelValues(access.reg.Name).Inc()
-		curPtr = &minted
+		rotated, curPtr = curPtr != nil || len(written) > 0, &minted
+	case !hasPending && !now.Before(s.premintAt(*curPtr, seed)):
+		minted, err := access.mint(ctx, now)
+		if err != nil {
+			// The window mints again if this fails; the current token is still good.
+			log.FromContext(ctx).Info("could not mint the next token ahead of its renewal window; the window retries", "registration", access.reg.Name, "error", shortError(err))
+			break
+		}
+		log.FromContext(ctx).V(1).Info("minted the next ServiceAccount token ahead of its renewal window", "registration", access.reg.Name,
+			"window", renewalWindow(curPtr.Times, seed), "expiresAt", minted.Times.ExpiresAt)
+		tokensMinted.WithLabelValues(access.reg.Name).Inc()
+		s.mu.Lock()
+		s.pending[key] = pendingToken{currentToken: minted, mintedAt: now}
+		s.mu.Unlock()
 	}
 	s.mu.Lock()
 	s.tokens[key] = *curPtr
+	if need {
+		delete(s.pending, key)
+	}
 	s.mu.Unlock()
-	return *curPtr, nil
+	return *curPtr, rotated, nil
+}
+
+// premintAt is when the token after cur is minted: a lead before cur's renewal window.
+func (s *tokenSource) premintAt(cur currentToken, seed string) time.Time {
+	return renewalWindow(cur.Times, seed).Add(-premintLead(cur.Times.ExpiresAt.Sub(cur.Times.IssuedAt)))
+}
+
+// usable says a token minted ahead can still be written: the ServiceAccount is the one it was minted
+// for, the TTL is the one asked for, and it is not due for renewal itself.
+func (p pendingToken) usable(saUID types.UID, ttl time.Duration, now time.Time, seed string) bool {
+	if saUID != "" && tokenServiceAccountUID(p.Token) != string(saUID) {
+		return false
+	}
+	need, _ := tokenDecision(&p.currentToken, saUID, ttl, now, seed)
+	return !need
+}
+
+// writesPending says a token minted ahead is waiting for its window, which has come: the reconcile at
+// the window only writes, and needs no workload API server (ClusterReconciler.register).
+func (s *tokenSource) writesPending(registration string, cluster types.NamespacedName, seed string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, known := s.tokens[tokenKey{registration, cluster}]
+	pend, hasPending := s.pending[tokenKey{registration, cluster}]
+	now := s.now()
+	return known && hasPending && !now.Before(renewalWindow(cur.Times, seed)) && now.Sub(pend.mintedAt) < 2*premintLead(cur.Times.ExpiresAt.Sub(cur.Times.IssuedAt))+time.Minute
+}
+
+// nextDue is when the Cluster must be reconciled next for this token: a lead before its window to mint
+// the next token, then at the window to write it. The zero time: nothing is known.
+func (s *tokenSource) nextDue(registration string, cluster types.NamespacedName, seed string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, known := s.tokens[tokenKey{registration, cluster}]
+	if !known {
+		return time.Time{}
+	}
+	window := renewalWindow(cur.Times, seed)
+	premint := s.premintAt(cur, seed)
+	if _, hasPending := s.pending[tokenKey{registration, cluster}]; hasPending || !s.now().Before(premint) {
+		// Minted ahead, or the lead passed without it (a failed mint waits for the window).
+		return window
+	}
+	return premint
 }
 
 // confirmed finds, among the tokens the outputs carry, one the workload API server authenticates as the
@@ -148,5 +226,6 @@ func tokenCandidates(registration string, written []corev1.Secret) []currentToke
 func (s *tokenSource) forget(registration string, cluster types.NamespacedName) {
 	s.mu.Lock()
 	delete(s.tokens, tokenKey{registration, cluster})
+	delete(s.pending, tokenKey{registration, cluster})
 	s.mu.Unlock()
 }

@@ -18,7 +18,7 @@ func TestTokenDecision(t *testing.T) {
 	issued := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	times := tokenTimes{IssuedAt: issued, ExpiresAt: issued.Add(24 * time.Hour)}
 	tok := &currentToken{Token: fakeJWT("uid-1", issued.Unix(), issued.Add(24*time.Hour).Unix()), Times: times}
-	due := renewAt(times, "seed")
+	due := renewalWindow(times, "seed")
 	cases := []struct {
 		name string
 		cur  *currentToken
@@ -50,26 +50,42 @@ func TestTokenDecision(t *testing.T) {
 	}
 }
 
-// Renewal lands between 15% and 85% of the lifetime, is stable for one seed, and spreads a fleet.
-func TestRenewAtJitter(t *testing.T) {
-	issued := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	times := tokenTimes{IssuedAt: issued, ExpiresAt: issued.Add(time.Hour)}
-	minutes := map[int]int{}
-	for i := 0; i < 1000; i++ {
-		at := renewAt(times, fmt.Sprintf("cluster-%d", i))
-		if at != renewAt(times, fmt.Sprintf("cluster-%d", i)) {
-			t.Fatal("renewAt is not stable")
-		}
-		frac := float64(at.Sub(issued)) / float64(time.Hour)
-		if frac < 0.15 || frac > 0.85 {
-			t.Fatalf("renewal at %.3f of the lifetime", frac)
-		}
-		minutes[int(at.Sub(issued)/time.Minute)]++
-	}
-	for m, n := range minutes {
-		if n > 50 { // 42 one-minute windows: about 24 each
-			t.Fatalf("%d of 1000 clusters renew in minute %d", n, m)
-		}
+// A renewal is a window boundary between the earliest and the latest renewal point of the token, and
+// stable for one seed.
+func TestRenewalWindow(t *testing.T) {
+	issued := time.Date(2026, 1, 1, 0, 7, 13, 0, time.UTC)
+	for _, tc := range []struct {
+		ttl, period, lead time.Duration
+	}{
+		{24 * time.Hour, time.Hour, 5 * time.Minute},
+		{time.Hour, 40 * time.Minute, 5 * time.Minute},
+		{10 * time.Minute, 6 * time.Minute, 45 * time.Second},
+		{7 * 24 * time.Hour, time.Hour, 5 * time.Minute},
+	} {
+		t.Run(tc.ttl.String(), func(t *testing.T) {
+			if p, l := windowPeriod(tc.ttl), premintLead(tc.ttl); p != tc.period || l != tc.lead {
+				t.Fatalf("period %s, lead %s; want %s, %s", p, l, tc.period, tc.lead)
+			}
+			times := tokenTimes{IssuedAt: issued, ExpiresAt: issued.Add(tc.ttl)}
+			earliest, latest := issued.Add(max(tc.ttl/10, 2*tc.lead)), issued.Add(tc.ttl*85/100)
+			windows := map[time.Time]bool{}
+			for i := 0; i < 1000; i++ {
+				at := renewalWindow(times, fmt.Sprintf("cluster-%d", i))
+				if at != renewalWindow(times, fmt.Sprintf("cluster-%d", i)) {
+					t.Fatal("renewalWindow is not stable")
+				}
+				if !at.After(earliest) || at.After(latest) {
+					t.Fatalf("renewal at %s, want within (%s, %s]", at.Sub(issued), earliest.Sub(issued), latest.Sub(issued))
+				}
+				if !at.Truncate(tc.period).Equal(at) {
+					t.Fatalf("renewal at %s is not a window boundary", at)
+				}
+				windows[at] = true
+			}
+			if want := int((latest.Sub(earliest) + tc.period - 1) / tc.period); len(windows) < want-1 {
+				t.Fatalf("a fleet minted together renews in %d windows, want about %d", len(windows), want)
+			}
+		})
 	}
 }
 

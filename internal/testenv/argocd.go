@@ -19,8 +19,8 @@ const ArgoCDSecretName = "argocd-secret"
 // StartApplicationSetController prepares namespace like an Argo CD install (argocd-cm, argocd-secret with
 // extra data, AppProject default) and starts Argo CD's real ApplicationSet controller as a process
 // against the management server (recipe: ../shared/reference/testbed.md). The management server needs
-// the Argo CD CRDs.
-func (m *Management) StartApplicationSetController(ctx context.Context, namespace string, secretData map[string][]byte) (*Process, error) {
+// the Argo CD CRDs. Extra flags come after the defaults, which they override (--metrics-addr, --loglevel).
+func (m *Management) StartApplicationSetController(ctx context.Context, namespace string, secretData map[string][]byte, extraArgs ...string) (*Process, error) {
 	bin, err := ArgoCDBinary()
 	if err != nil {
 		return nil, err
@@ -57,9 +57,9 @@ func (m *Management) StartApplicationSetController(ctx context.Context, namespac
 		return nil, err
 	}
 	// The controller ignores --kubeconfig for its client; KUBECONFIG is what it reads.
-	return StartProcess(bin,
-		[]string{"--namespace", namespace, "--metrics-addr", "0", "--probe-addr", "0",
-			"--webhook-addr", "127.0.0.1:0", "--argocd-repo-server", "127.0.0.1:1", "--loglevel", "info"},
+	args := append([]string{"--namespace", namespace, "--metrics-addr", "0", "--probe-addr", "0",
+		"--webhook-addr", "127.0.0.1:0", "--argocd-repo-server", "127.0.0.1:1", "--loglevel", "info"}, extraArgs...)
+	return StartProcess(bin, args,
 		[]string{"ARGOCD_BINARY_NAME=argocd-applicationset-controller", "KUBECONFIG=" + kubeconfigPath, "HOME=" + dir})
 }
 
