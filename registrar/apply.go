@@ -10,16 +10,17 @@ import (
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
 
-// ownedFields are the label, annotation and data keys fleetbridge's field manager last applied.
+// ownedFields are the label, annotation and data keys fleetbridge's field manager owns.
 type ownedFields struct {
 	labels, annotations, data map[string]bool
 }
 
-// appliedFields reads fleetbridge's server-side apply entry from managedFields.
-func appliedFields(obj metav1.Object) ownedFields {
+// ownFields reads the keys fleetbridge owns from managedFields: those of its server-side apply entry,
+// and of its update entry, which the create that first wrote the Secret leaves (createdFields).
+func ownFields(obj metav1.Object) ownedFields {
 	out := ownedFields{labels: map[string]bool{}, annotations: map[string]bool{}, data: map[string]bool{}}
 	for _, entry := range obj.GetManagedFields() {
-		if entry.Manager != owned.FieldManager || entry.Operation != metav1.ManagedFieldsOperationApply || entry.FieldsV1 == nil {
+		if entry.Manager != owned.FieldManager || entry.FieldsV1 == nil {
 			continue
 		}
 		var fields map[string]map[string]any
@@ -44,6 +45,54 @@ func appliedFields(obj metav1.Object) ownedFields {
 	return out
 }
 
+// createdFields finds the managedFields entry of the create that first wrote a Secret (fleetbridge's
+// update entry), when it owns a key that desired no longer has. Server-side apply removes only the
+// fields no other entry owns, so such a key outlives an apply that drops it until the entry is folded
+// into fleetbridge's apply entry (secretWriter.adoptCreated).
+func createdFields(existing, desired *corev1.Secret) bool {
+	for _, entry := range existing.GetManagedFields() {
+		if entry.Manager != owned.FieldManager || entry.Operation != metav1.ManagedFieldsOperationUpdate || entry.FieldsV1 == nil {
+			continue
+		}
+		tmp := &metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{{Manager: owned.FieldManager, Operation: metav1.ManagedFieldsOperationApply, FieldsV1: entry.FieldsV1}}}
+		f := ownFields(tmp)
+		for k := range f.labels {
+			if _, ok := desired.Labels[k]; !ok {
+				return true
+			}
+		}
+		for k := range f.annotations {
+			if _, ok := desired.Annotations[k]; !ok {
+				return true
+			}
+		}
+		for k := range f.data {
+			if _, ok := desired.Data[k]; !ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mergeFieldSets is the union of two FieldsV1 trees.
+func mergeFieldSets(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		if am, ok := out[k].(map[string]any); ok {
+			if bm, ok := v.(map[string]any); ok {
+				out[k] = mergeFieldSets(am, bm)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // secretUpToDate says whether existing already holds everything desired, and nothing fleetbridge applied
 // before and no longer wants. Fields other writers own (Argo CD's auto-labels, for instance) are ignored,
 // so tolerating them costs no write.
@@ -62,7 +111,7 @@ func secretUpToDate(existing, desired *corev1.Secret) bool {
 			return false
 		}
 	}
-	prev := appliedFields(existing)
+	prev := ownFields(existing)
 	for k := range prev.labels {
 		if _, ok := desired.Labels[k]; !ok {
 			if _, still := existing.Labels[k]; still {
@@ -95,9 +144,3 @@ func containsStrings(have, want map[string]string) bool {
 	}
 	return true
 }
-
-// mustNotExist is the resourceVersion precondition of a first write: server-side apply checks a
-// resourceVersion in the request against the live object, and creates the object (clearing it) when there
-// is none. No object carries "1" (etcd's first write is revision 2), so the apply creates the Secret or
-// fails with a Conflict: a hand-made Secret of the same name is never taken over, without a read first.
-const mustNotExist = "1"

@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -467,8 +468,11 @@ func (c *callCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 		c.latency[kind] += time.Since(start)
 		c.mu.Unlock()
 		prefix := "/api/v1/namespaces/" + c.secretNS + "/secrets/"
-		if write && err == nil && resp.StatusCode < 300 && req.Method != http.MethodDelete && strings.HasPrefix(req.URL.Path, prefix) {
-			name := strings.TrimPrefix(req.URL.Path, prefix)
+		name, named := strings.CutPrefix(req.URL.Path, prefix)
+		if req.Method == http.MethodPost && req.URL.Path+"/" == prefix {
+			name, named = createdName(req), true // a create names its Secret in the body
+		}
+		if write && err == nil && resp.StatusCode < 300 && req.Method != http.MethodDelete && named {
 			c.mu.Lock()
 			c.secrets[name]++
 			c.secretWriteTimes = append(c.secretWriteTimes, time.Now())
@@ -480,6 +484,27 @@ func (c *callCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 		}
 		return resp, err
 	})
+}
+
+// createdName is the metadata.name of the object a create request sends (JSON).
+func createdName(req *http.Request) string {
+	if req.GetBody == nil {
+		return ""
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return ""
+	}
+	defer body.Close()
+	var obj struct {
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	if err := json.NewDecoder(body).Decode(&obj); err != nil {
+		return ""
+	}
+	return obj.Metadata.Name
 }
 
 // resourceOf reduces an API path to its resource (and subresource), dropping namespaces and names.

@@ -165,6 +165,8 @@ func benchRotation(b *testing.B, ctx context.Context, f *benchFleet, n int, ttl 
 	b.ReportMetric(oldPerWrite, "clock-driven-reconciles/write")
 	b.ReportMetric(oldPerHour, "clock-driven-writes/hour")
 	b.ReportMetric(oldPerWrite*oldPerHour, "clock-driven-reconciles/hour")
+	count, seconds, _ := appSetMetrics(b, metricsAddr, "fleet")
+	b.Logf("the ApplicationSet's reconciles took %.2f s on average (%d in all, cold start included)", seconds/float64(max(count, 1)), count)
 	b.Logf("windows: %v Secrets, %v reconciles a window, %.2f windows an hour: %.1f rotation reconciles an hour",
 		windowWrites, windowReconciles, windowsPerHour, perWindow*windowsPerHour)
 	b.Logf("clock-driven: %d writes replayed over %s caused %d reconciles (%.2f a write); %.0f writes an hour: %.0f rotation reconciles an hour",
@@ -233,9 +235,10 @@ func waitApplications(tb testing.TB, ctx context.Context, namespace string, n in
 	}
 }
 
-// appSetReconciles reads argocd_appset_reconcile_count for one ApplicationSet from the controller's
-// metrics endpoint.
-func appSetReconciles(tb testing.TB, addr, name string) int {
+// appSetMetrics reads, from the ApplicationSet controller's metrics endpoint, the reconcile count and
+// total seconds of one ApplicationSet (argocd_appset_reconcile) and whether the controller is idle: no
+// request queued and no worker busy (controller-runtime's workqueue_depth and active workers).
+func appSetMetrics(tb testing.TB, addr, name string) (count int, seconds float64, idle bool) {
 	tb.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -246,27 +249,47 @@ func appSetReconciles(tb testing.TB, addr, name string) int {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	value := func(line string) float64 {
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return v
+	}
+	idle = true
 	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "argocd_appset_reconcile_count{") && strings.Contains(line, `name="`+name+`"`) {
-			fields := strings.Fields(line)
-			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-			if err != nil {
-				tb.Fatal(err)
+		switch {
+		case strings.HasPrefix(line, "argocd_appset_reconcile_count{") && strings.Contains(line, `name="`+name+`"`):
+			count = int(value(line))
+		case strings.HasPrefix(line, "argocd_appset_reconcile_sum{") && strings.Contains(line, `name="`+name+`"`):
+			seconds = value(line)
+		case strings.HasPrefix(line, "workqueue_depth{") && strings.Contains(line, `name="applicationset"`),
+			strings.HasPrefix(line, "controller_runtime_active_workers{") && strings.Contains(line, `controller="applicationset"`):
+			if value(line) != 0 {
+				idle = false
 			}
-			return int(v)
 		}
 	}
-	return 0
+	return count, seconds, idle
 }
 
-// waitReconcilesQuiet waits until the ApplicationSet's reconcile count stays put for quiet, and returns it.
+func appSetReconciles(tb testing.TB, addr, name string) int {
+	n, _, _ := appSetMetrics(tb, addr, name)
+	return n
+}
+
+// waitReconcilesQuiet waits until the ApplicationSet controller has been idle, with the reconcile count
+// unchanged, for quiet, and returns the count.
 func waitReconcilesQuiet(tb testing.TB, addr, name string, quiet time.Duration) int {
 	tb.Helper()
-	last, since := appSetReconciles(tb, addr, name), time.Now()
-	deadline := time.Now().Add(5 * time.Minute)
+	last, _, _ := appSetMetrics(tb, addr, name)
+	since := time.Now()
+	deadline := time.Now().Add(10 * time.Minute)
 	for time.Since(since) < quiet && time.Now().Before(deadline) {
 		time.Sleep(250 * time.Millisecond)
-		if n := appSetReconciles(tb, addr, name); n != last {
+		n, _, idle := appSetMetrics(tb, addr, name)
+		if n != last || !idle {
 			last, since = n, time.Now()
 		}
 	}

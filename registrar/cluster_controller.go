@@ -242,8 +242,12 @@ func (r *ClusterReconciler) record(ctx context.Context, cluster *clusterv1.Clust
 		if res.Failing {
 			eventType = corev1.EventTypeWarning
 			log.FromContext(ctx).Info("cluster not registered", "registration", reg.Name, "reason", res.Reason, "message", res.Message)
+		} else if res.Registered {
+			log.FromContext(ctx).V(1).Info("cluster registered", "registration", reg.Name)
 		}
-		r.Recorder.Eventf(cluster, reg, eventType, res.Reason, "Register", "Registration %s: %s", reg.Name, res.Message)
+		if notable(prev, res) {
+			r.Recorder.Eventf(cluster, reg, eventType, res.Reason, "Register", "Registration %s: %s", reg.Name, res.Message)
+		}
 	}
 	r.wake(reg.Name)
 	// The winner of a conflict shows whom it outranks.
@@ -253,6 +257,15 @@ func (r *ClusterReconciler) record(ctx context.Context, cluster *clusterv1.Clust
 		}
 	}
 	return stored
+}
+
+// notable says a change of result is one a user acts on, which gets an Event on the Cluster: a failure,
+// the recovery from one, and a registration with a caveat (TLS verification off, an exec plugin the
+// controller cannot check). A plain registration, or waiting for a control plane, shows in the
+// Registration's status and metrics only: one Event per Cluster at every start of the controller (its
+// results live in memory) was a third of a cold start's calls to the API server.
+func notable(prev, res clusterResult) bool {
+	return res.Failing || prev.Failing || res.Insecure || res.Unverified
 }
 
 // wake asks the Registration controller to summarise a Registration again.

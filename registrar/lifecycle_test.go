@@ -107,7 +107,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 		if got := testutil.ToFloat64(tokenExpirySeconds.WithLabelValues("fleet", "fleet-a", "edge-1")); got < 3000 || got > 3600 {
 			t.Errorf("fleetbridge_token_expiry_seconds = %v, want about an hour", got)
 		}
-		expectEvent(t, ctx, "edge-1", fleetv1.ReasonRegistered)
+		expectNoEvent(t, ctx, "edge-1", fleetv1.ReasonRegistered)
 		writeFixtures(t, ctx, argoNS)
 	})
 
@@ -150,6 +150,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 	t.Run("tokens rotate before expiry and old ones keep working", func(t *testing.T) {
 		before := argoSecret(t, ctx, k1)
 		oldToken := bearerToken(t, before)
+		oldToken2 := bearerToken(t, argoSecret(t, ctx, k2))
 		rm.clock.Advance(pastRenewal)
 		reconcileCluster(t, ctx, rm, k1)
 		after := argoSecret(t, ctx, k1)
@@ -162,8 +163,16 @@ func TestRegistrarLifecycle(t *testing.T) {
 		expectTokenWorks(t, ctx, after, true)
 		expectTokenWorks(t, ctx, before, true)
 		expectNotLeaked(t, ctx, oldToken, bearerToken(t, after))
+		// The renewal scheduler renews edge-2 on its own: its window passed too.
+		testenv.Eventually(t, 20*time.Second, "edge-2 renewed by the scheduler", func() error {
+			if bearerToken(t, argoSecret(t, ctx, k2)) == oldToken2 {
+				return fmt.Errorf("edge-2 still has its first token")
+			}
+			return nil
+		})
 		// The renewed token is not renewed again at once.
 		settle(t, ctx, rm, k1)
+		settle(t, ctx, rm, k2)
 		rm.mgmtWrites.reset()
 		reconcileCluster(t, ctx, rm, k1)
 		if n := rm.mgmtWrites.n.Load(); n != 0 {
@@ -426,6 +435,18 @@ func expectReady(t *testing.T, ctx context.Context, name string, status metav1.C
 func expectEvent(t *testing.T, ctx context.Context, clusterName, reason string) {
 	t.Helper()
 	expectEventNote(t, ctx, clusterName, reason, "")
+}
+
+// expectNoEvent fails if a Cluster has an Event with reason.
+func expectNoEvent(t *testing.T, ctx context.Context, clusterName, reason string) {
+	t.Helper()
+	list := &eventsv1.EventList{}
+	must(t, mgmt.Client.List(ctx, list))
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "Cluster" && e.Regarding.Name == clusterName && e.Reason == reason {
+			t.Fatalf("Cluster %s has a %s Event: %s", clusterName, reason, e.Note)
+		}
+	}
 }
 
 func bearerToken(t *testing.T, s *corev1.Secret) string {

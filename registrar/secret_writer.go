@@ -164,8 +164,13 @@ func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *co
 		delete(w.observed, key)
 		w.mu.Unlock()
 	}()
-	written, uid, err := w.apply(ctx, ac, create)
-	if create && apierrors.IsConflict(err) {
+	if !create && existing != nil && createdFields(existing, desired) {
+		if err := w.adoptCreated(ctx, key, desired.Labels[owned.LabelOutput]); err != nil {
+			return writeUnchanged, failure(fleetv1.ReasonWriteFailed, "write Secret %s/%s: %s", desired.Namespace, desired.Name, apiReason(err))
+		}
+	}
+	written, uid, err := w.send(ctx, desired, ac, create)
+	if create && (apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)) {
 		live, ownErr := w.liveOwned(ctx, o, key, rec.uid)
 		if ownErr != nil {
 			return writeUnchanged, ownErr
@@ -175,7 +180,7 @@ func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *co
 			outcome = writeUpdated
 		}
 		create = false
-		written, uid, err = w.apply(ctx, applyConfigOf(desired), false)
+		written, uid, err = w.send(ctx, desired, applyConfigOf(desired), false)
 	}
 	if err != nil {
 		return writeUnchanged, failure(fleetv1.ReasonWriteFailed, "write Secret %s/%s: %s", desired.Namespace, desired.Name, apiReason(err))
@@ -200,17 +205,82 @@ func (w *secretWriter) write(ctx context.Context, o owner, existing, desired *co
 	return outcome, nil
 }
 
-// apply server-side applies exactly the fields of ac as fleetbridge's field manager, taking them back
-// from anyone who changed them and dropping the ones fleetbridge no longer wants. With create it only
-// creates the Secret (a Conflict error if it exists).
-func (w *secretWriter) apply(ctx context.Context, ac *corev1ac.SecretApplyConfiguration, create bool) (string, types.UID, error) {
+// send writes desired. A Secret that does not exist yet is created: a plain create is create-only by
+// nature (AlreadyExists when someone's Secret has the name, which is never taken over) and costs the API
+// server less than a server-side apply. Every later write server-side applies exactly the fields of ac
+// as fleetbridge's field manager, taking them back from anyone who changed them and dropping the ones
+// fleetbridge no longer wants.
+func (w *secretWriter) send(ctx context.Context, desired *corev1.Secret, ac *corev1ac.SecretApplyConfiguration, create bool) (string, types.UID, error) {
 	if create {
-		ac = ac.WithResourceVersion(mustNotExist)
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: desired.Namespace, Name: desired.Name,
+			Labels: desired.Labels, Annotations: desired.Annotations}, Type: desired.Type, Data: desired.Data}
+		if s.Type == "" {
+			s.Type = corev1.SecretTypeOpaque
+		}
+		if err := w.client.Create(ctx, s, client.FieldOwner(owned.FieldManager)); err != nil {
+			return "", "", err
+		}
+		return s.ResourceVersion, s.UID, nil
 	}
 	if err := w.client.Apply(ctx, ac, client.FieldOwner(owned.FieldManager), client.ForceOwnership); err != nil {
 		return "", "", err
 	}
 	return ptr.Deref(ac.ResourceVersion, ""), ptr.Deref(ac.UID, ""), nil
+}
+
+// adoptCreated folds the managedFields entry of the create that first wrote a Secret into fleetbridge's
+// server-side apply entry, so the apply that follows drops what fleetbridge no longer wants. It changes
+// no field, only who owns them, and only a Secret's first write that drops a key needs it (createdFields).
+func (w *secretWriter) adoptCreated(ctx context.Context, key types.NamespacedName, output string) error {
+	live := newPartialSecret()
+	if err := w.reader.Get(ctx, key, live); err != nil {
+		return err
+	}
+	var created *metav1.ManagedFieldsEntry
+	entries := make([]metav1.ManagedFieldsEntry, 0, len(live.ManagedFields))
+	for i, e := range live.ManagedFields {
+		if e.Manager == owned.FieldManager && e.Operation == metav1.ManagedFieldsOperationUpdate {
+			created = &live.ManagedFields[i]
+			continue
+		}
+		entries = append(entries, e)
+	}
+	if created == nil || created.FieldsV1 == nil {
+		return nil
+	}
+	merged := false
+	for i, e := range entries {
+		if e.Manager != owned.FieldManager || e.Operation != metav1.ManagedFieldsOperationApply || e.FieldsV1 == nil {
+			continue
+		}
+		var a, b map[string]any
+		if err := json.Unmarshal(e.FieldsV1.Raw, &a); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(created.FieldsV1.Raw, &b); err != nil {
+			return err
+		}
+		raw, err := json.Marshal(mergeFieldSets(a, b))
+		if err != nil {
+			return err
+		}
+		entries[i].FieldsV1 = &metav1.FieldsV1{Raw: raw}
+		merged = true
+	}
+	if !merged {
+		entries = append(entries, metav1.ManagedFieldsEntry{Manager: owned.FieldManager, Operation: metav1.ManagedFieldsOperationApply,
+			APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: created.FieldsV1, Time: created.Time})
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": live.ResourceVersion, "managedFields": entries}})
+	if err != nil {
+		return err
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	if err := w.client.Patch(ctx, s, client.RawPatch(types.MergePatchType, patch), client.FieldOwner(owned.FieldManager)); err != nil {
+		return err
+	}
+	countWrite(output, "patch", causeChange)
+	return nil
 }
 
 // liveOwned reads the live metadata of a Secret a create found, and returns it when it is fleetbridge's

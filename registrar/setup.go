@@ -128,15 +128,15 @@ func DefaultOptions() Options {
 // are often larger than the rest of it).
 func CacheByObject(ns Namespaces) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
-		&corev1.Secret{}:     {Label: owned.Selector(), Namespaces: namespaceSet(ns.Secrets), Transform: keepOwnApplyFields},
+		&corev1.Secret{}:     {Label: owned.Selector(), Namespaces: namespaceSet(ns.Secrets), Transform: keepOwnFields},
 		&clusterv1.Cluster{}: {Namespaces: namespaceSet(ns.Clusters), Transform: cache.TransformStripManagedFields()},
 	}
 }
 
-// keepOwnApplyFields drops the managedFields entries of other managers from a cached Secret: only
-// fleetbridge's own server-side apply entry is read (appliedFields), and only on whole Secrets. The
-// plugin's metadata copies keep none.
-func keepOwnApplyFields(obj any) (any, error) {
+// keepOwnFields drops the managedFields entries of other managers from a cached Secret: only
+// fleetbridge's own entries are read (ownFields: its server-side apply, and the create that first wrote
+// the Secret), and only on whole Secrets. The plugin's metadata copies keep none.
+func keepOwnFields(obj any) (any, error) {
 	o, ok := obj.(metav1.Object)
 	if !ok {
 		return obj, nil
@@ -148,7 +148,7 @@ func keepOwnApplyFields(obj any) (any, error) {
 	entries := o.GetManagedFields()
 	kept := entries[:0:0]
 	for _, e := range entries {
-		if e.Manager == owned.FieldManager && e.Operation == metav1.ManagedFieldsOperationApply {
+		if e.Manager == owned.FieldManager {
 			kept = append(kept, e)
 		}
 	}

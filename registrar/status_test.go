@@ -77,3 +77,29 @@ func TestComputeStatus(t *testing.T) {
 		t.Fatal("lastTransitionTime moved on an unchanged status")
 	}
 }
+
+// Only the changes a user acts on get an Event: failures, recoveries, and registrations with a caveat.
+func TestNotable(t *testing.T) {
+	registered := clusterResult{Registered: true, Reason: fleetv1.ReasonRegistered}
+	failing := clusterResult{Failing: true, Reason: fleetv1.ReasonClusterUnreachable}
+	waiting := clusterResult{Reason: fleetv1.ReasonWaitingForControlPlane}
+	insecure := registered
+	insecure.Insecure = true
+	for _, tc := range []struct {
+		name      string
+		prev, res clusterResult
+		want      bool
+	}{
+		{"first registration", clusterResult{}, registered, false},
+		{"waiting for a control plane", clusterResult{}, waiting, false},
+		{"registered once waiting ended", waiting, registered, false},
+		{"a failure", registered, failing, true},
+		{"a first failure", clusterResult{}, failing, true},
+		{"the recovery", failing, registered, true},
+		{"registered with TLS verification off", clusterResult{}, insecure, true},
+	} {
+		if got := notable(tc.prev, tc.res); got != tc.want {
+			t.Errorf("%s: notable = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
