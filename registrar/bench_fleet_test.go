@@ -12,7 +12,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -31,8 +30,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -462,16 +463,16 @@ func (c *callCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			c.perHost[req.URL.Host]++
 		}
 		c.mu.Unlock()
-		start := time.Now()
-		resp, err := rt.RoundTrip(req)
-		c.mu.Lock()
-		c.latency[kind] += time.Since(start)
-		c.mu.Unlock()
 		prefix := "/api/v1/namespaces/" + c.secretNS + "/secrets/"
 		name, named := strings.CutPrefix(req.URL.Path, prefix)
 		if req.Method == http.MethodPost && req.URL.Path+"/" == prefix {
 			name, named = createdName(req), true // a create names its Secret in the body
 		}
+		start := time.Now()
+		resp, err := rt.RoundTrip(req)
+		c.mu.Lock()
+		c.latency[kind] += time.Since(start)
+		c.mu.Unlock()
 		if write && err == nil && resp.StatusCode < 300 && req.Method != http.MethodDelete && named {
 			c.mu.Lock()
 			c.secrets[name]++
@@ -486,25 +487,28 @@ func (c *callCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	})
 }
 
-// createdName is the metadata.name of the object a create request sends (JSON).
+// createdName is the metadata.name of the object a create request sends (JSON); the body is read and
+// put back.
 func createdName(req *http.Request) string {
-	if req.GetBody == nil {
+	if req.Body == nil {
 		return ""
 	}
-	body, err := req.GetBody()
+	raw, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(raw))
 	if err != nil {
 		return ""
 	}
-	defer body.Close()
-	var obj struct {
-		Metadata struct {
-			Name string `json:"name"`
-		} `json:"metadata"`
-	}
-	if err := json.NewDecoder(body).Decode(&obj); err != nil {
+	// JSON or protobuf, whichever the client sent.
+	obj, _, err := clientgoscheme.Codecs.UniversalDeserializer().Decode(raw, nil, nil)
+	if err != nil {
 		return ""
 	}
-	return obj.Metadata.Name
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return ""
+	}
+	return m.GetName()
 }
 
 // resourceOf reduces an API path to its resource (and subresource), dropping namespaces and names.

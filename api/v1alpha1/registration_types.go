@@ -129,7 +129,7 @@ type Credentials struct {
 	// +kubebuilder:default=ServiceAccountToken
 	Mode CredentialsMode `json:"mode,omitempty"`
 
-	// TokenTTL is the lifetime requested for minted tokens; they are renewed between 15% and 85% of it (half on average), at a point that differs per cluster.
+	// TokenTTL is the lifetime requested for minted tokens. They are renewed in renewal windows shared by the whole fleet (hourly, or every two thirds of a TTL under 90m), between 10% and 85% of the lifetime, so Argo CD sees a fleet's rotations together.
 	// +optional
 	// +kubebuilder:default="24h"
 	TokenTTL *metav1.Duration `json:"tokenTTL,omitempty"`
