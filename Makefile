@@ -153,6 +153,6 @@ test: envtest-assets argocd-bin argocd-v3-bin flux-operator-bin build ## Unit, e
 		go test -count=1 ./hack/e2e/
 
 .PHONY: bench
-bench: envtest-assets argocd-bin build ## Every benchmark of docs/performance.md in one run (about 26 minutes); results in bin/bench/.
+bench: envtest-assets argocd-bin argocd-v3-bin build ## Every benchmark of docs/performance.md in one run (about an hour); results in bin/bench/.
 	hack/bench.sh
 

@@ -19,6 +19,13 @@ FLEETBRIDGE_BINARY=bin/fleetbridge go test -run '^$' -bench 'ColdStart|SteadySta
 echo "== renewal spread (1h TTL, fleets of 1,000 minted together)"
 go test -count=1 -v -run "TestRenewalWindowsPerHour$" ./registrar/ | grep -E "renewals over|^(ok|FAIL|---)" | tee "$out/renewal.txt"
 
+echo "== token rotation: ApplicationSet reconciles that renewals cause (Argo CD v2.14.21's real controller, 1,000 Clusters, 1h and 24h TTL), renewal windows against the clock-driven scheme"
+FLEETBRIDGE_BINARY=bin/fleetbridge go test -run '^$' -bench 'Rotation' -benchtime=1x -count=1 -timeout 60m ./registrar/ | tee "$out/rotation.txt"
+
+echo "== fleet change at scale: a new Cluster's Applications among 1,000 Clusters x 20 Workloads (Argo CD v3.5.7's real controller)"
+ARGOCD_BINARY="$PWD/bin/argocd-v3" ARGOCD_MODULE_ROOT=hack/argocd-v3 ARGOCD_MODULE=github.com/argoproj/argo-cd/v3 FLEETBRIDGE_BINARY=bin/fleetbridge \
+  go test -run '^$' -bench 'FleetChange' -benchtime=1x -count=1 -timeout 90m ./registrar/ | tee "$out/fleet-change.txt"
+
 echo "== fleet change to Application (the real ApplicationSet controller, plugin generator, default requeue)"
 go test -count=1 -v -run TestPluginGeneratorFansOutWorkloads ./hack/e2e/ | grep -E "newly ready|^(ok|FAIL|---)" | tee "$out/e2e.txt"
 
@@ -27,7 +34,7 @@ echo "== summary (ns/op from this run)"
 awk '
   /^Benchmark/ { name=$1; sub(/-[0-9]+$/, "", name); for (i=3; i<NF; i+=2) m[name, $(i+1)]=$i; if (m[name, "ns/op"] != "") ns[name]=m[name, "ns/op"] }
   END {
-    for (n in ns) if (n !~ /^Benchmark(ColdStart|SteadyState|PeakRSS)/) printf "%-70s %14.3f ms\n", n, ns[n]/1e6
+    for (n in ns) if (n !~ /^Benchmark(ColdStart|SteadyState|PeakRSS|Rotation|FleetChange)/) printf "%-70s %14.3f ms\n", n, ns[n]/1e6
     kc="BenchmarkColdStart/kubeconfig"; sat="BenchmarkColdStart/serviceaccounttoken"
     seq="BenchmarkColdStart/floor-sequential"; w8="BenchmarkColdStart/floor-8-workers"
     if (m[kc, "s-to-all-secrets"] != "") {
@@ -36,6 +43,13 @@ awk '
     }
     if (m[sat, "s-to-all-secrets"] != "")
       printf "registrar cold start, ServiceAccountToken mode: %.2f s, %.2f workload calls/cluster, %.2f management calls/cluster\n", m[sat, "s-to-all-secrets"], m[sat, "workload-calls/cluster"], m[sat, "mgmt-calls/cluster"]
+    for (n in m) {
+      split(n, part, SUBSEP)
+      if (part[1] ~ /^BenchmarkRotation/ && part[2] == "reconciles/hour")
+        printf "%s: %.1f rotation reconciles/hour with renewal windows (%.2f windows/hour, %.1f reconciles each, writes within %.1f s), %.0f with the clock-driven scheme\n", part[1], m[part[1], "reconciles/hour"], m[part[1], "windows/hour"], m[part[1], "reconciles/window"], m[part[1], "window-writes-s"], m[part[1], "clock-driven-reconciles/hour"]
+      if (part[1] ~ /^BenchmarkFleetChange/ && part[2] == "s-to-applications")
+        printf "fleet change at 1,000 x 20: Applications after %.1f s (Secret %.2f s, refresh %.2f s, plugin answer %.3f s, ApplicationSet reconcile %.1f s)\n", m[part[1], "s-to-applications"], m[part[1], "s-to-secret"], m[part[1], "s-to-refresh"], m[part[1], "plugin-answer-s"], m[part[1], "appset-reconcile-s"]
+    }
     for (n in m) {
       split(n, part, SUBSEP)
       if (part[1] ~ /^BenchmarkSteadyState/ && part[2] == "mgmt-writes")

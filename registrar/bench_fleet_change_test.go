@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
@@ -112,6 +113,7 @@ func BenchmarkFleetChange(b *testing.B) {
 	answerCount0 := metricValue(b, metricsAddr, "fleetbridge_plugin_request_duration_seconds_count", "")
 	answerSum0 := metricValue(b, metricsAddr, "fleetbridge_plugin_request_duration_seconds_sum", "")
 	reconCount0, reconSum0 := appSetTotals(b, appSetMetricsAddr)
+	versions0 := applicationVersions(b, ctx, argoNS)
 
 	// The new Cluster.
 	key := f.clusterKey(n)
@@ -162,6 +164,13 @@ func BenchmarkFleetChange(b *testing.B) {
 	answers := metricValue(b, metricsAddr, "fleetbridge_plugin_request_duration_seconds_count", "") - answerCount0
 	answerSecs := metricValue(b, metricsAddr, "fleetbridge_plugin_request_duration_seconds_sum", "") - answerSum0
 	reconCount, reconSum := appSetTotals(b, appSetMetricsAddr)
+	rewritten := 0
+	for app, rv := range applicationVersions(b, ctx, argoNS) {
+		if old, ok := versions0[app]; ok && old != rv {
+			rewritten++
+		}
+	}
+	b.Logf("Argo CD rewrote %d of the %d Applications that existed before", rewritten, len(versions0))
 	b.ReportMetric(generated.Seconds(), "s-to-applications")
 	b.ReportMetric(registered.Seconds(), "s-to-secret")
 	b.ReportMetric(refreshed.Seconds(), "s-to-refresh")
@@ -171,6 +180,21 @@ func BenchmarkFleetChange(b *testing.B) {
 		key, registered.Round(time.Millisecond), refreshed.Round(time.Millisecond), generated.Round(time.Millisecond))
 	b.Logf("meanwhile: %.0f plugin answers of %.3f s on average; %.0f ApplicationSet reconciles of %.2f s on average",
 		answers, answerSecs/max(answers, 1), reconCount-reconCount0, (reconSum-reconSum0)/max(reconCount-reconCount0, 1))
+}
+
+// applicationVersions are the resourceVersions of the Applications in namespace, by name.
+func applicationVersions(tb testing.TB, ctx context.Context, namespace string) map[string]string {
+	tb.Helper()
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "ApplicationList"})
+	if err := mgmt.Client.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		tb.Fatal(err)
+	}
+	out := make(map[string]string, len(list.Items))
+	for _, a := range list.Items {
+		out[a.Name] = a.ResourceVersion
+	}
+	return out
 }
 
 // fleetAppSet is one team's ApplicationSet: the plugin generator over the Workloads of its namespace.

@@ -469,8 +469,15 @@ func BenchmarkPeakRSS(b *testing.B) {
 				b.ReportMetric(float64(hwm)/1024, "peak-RSS-MB")
 				b.ReportMetric(float64(rss)/1024, "RSS-MB")
 				b.ReportMetric(elapsed.Seconds(), "s-to-all-secrets")
-				b.Logf("%d Clusters (%s): all Argo CD Secrets after %s (from the process start, 100 ms polling); VmHWM %.1f MB, VmRSS %.1f MB",
-					n, variant.name, elapsed.Round(time.Millisecond), float64(hwm)/1024, float64(rss)/1024)
+				status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+				var split []string
+				for _, line := range strings.Split(string(status), "\n") {
+					if strings.HasPrefix(line, "RssAnon:") || strings.HasPrefix(line, "RssFile:") {
+						split = append(split, strings.Join(strings.Fields(line), " "))
+					}
+				}
+				b.Logf("%d Clusters (%s): all Argo CD Secrets after %s (from the process start, 100 ms polling); VmHWM %.1f MB, VmRSS %.1f MB (%s)",
+					n, variant.name, elapsed.Round(time.Millisecond), float64(hwm)/1024, float64(rss)/1024, strings.Join(split, ", "))
 			})
 		}
 	}
