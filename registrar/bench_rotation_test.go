@@ -82,6 +82,9 @@ func benchRotation(b *testing.B, ctx context.Context, f *benchFleet, n int, ttl 
 	reg := benchRegistration(b, ctx, f, name, argoNS, fleetv1.CredentialsServiceAccountToken)
 	base := reg.DeepCopy()
 	reg.Spec.Credentials.TokenTTL = &metav1.Duration{Duration: ttl}
+	// Each TTL's Registration has its own workload ServiceAccount: the one before it is dropped without
+	// its cleanup, and a ServiceAccount another Registration labelled is never taken over.
+	reg.Spec.Credentials.ServiceAccount.Name = "fleetbridge-rot-" + tag
 	if err := mgmt.Client.Patch(ctx, reg, client.MergeFrom(base)); err != nil {
 		b.Fatal(err)
 	}
