@@ -18,9 +18,15 @@ type ownedFields struct {
 // ownFields reads the keys fleetbridge owns from managedFields: those of its server-side apply entry,
 // and of its update entry, which the create that first wrote the Secret leaves (createdFields).
 func ownFields(obj metav1.Object) ownedFields {
+	return fieldsOf(obj, func(op metav1.ManagedFieldsOperationType) bool { return true })
+}
+
+// fieldsOf reads the label, annotation and data keys of fleetbridge's managedFields entries whose
+// operation is wanted.
+func fieldsOf(obj metav1.Object, wanted func(metav1.ManagedFieldsOperationType) bool) ownedFields {
 	out := ownedFields{labels: map[string]bool{}, annotations: map[string]bool{}, data: map[string]bool{}}
 	for _, entry := range obj.GetManagedFields() {
-		if entry.Manager != owned.FieldManager || entry.FieldsV1 == nil {
+		if entry.Manager != owned.FieldManager || !wanted(entry.Operation) || entry.FieldsV1 == nil {
 			continue
 		}
 		var fields map[string]map[string]any
@@ -45,31 +51,20 @@ func ownFields(obj metav1.Object) ownedFields {
 	return out
 }
 
-// createdFields finds the managedFields entry of the create that first wrote a Secret (fleetbridge's
-// update entry), when it owns a key that desired no longer has. Server-side apply removes only the
+// createdFields says whether the managedFields entry of the create that first wrote a Secret
+// (fleetbridge's update entry) owns a key that desired no longer has. Server-side apply removes only the
 // fields no other entry owns, so such a key outlives an apply that drops it until the entry is folded
 // into fleetbridge's apply entry (secretWriter.adoptCreated).
 func createdFields(existing, desired *corev1.Secret) bool {
-	for _, entry := range existing.GetManagedFields() {
-		if entry.Manager != owned.FieldManager || entry.Operation != metav1.ManagedFieldsOperationUpdate || entry.FieldsV1 == nil {
-			continue
-		}
-		tmp := &metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{{Manager: owned.FieldManager, Operation: metav1.ManagedFieldsOperationApply, FieldsV1: entry.FieldsV1}}}
-		f := ownFields(tmp)
-		for k := range f.labels {
-			if _, ok := desired.Labels[k]; !ok {
-				return true
-			}
-		}
-		for k := range f.annotations {
-			if _, ok := desired.Annotations[k]; !ok {
-				return true
-			}
-		}
-		for k := range f.data {
-			if _, ok := desired.Data[k]; !ok {
-				return true
-			}
+	f := fieldsOf(existing, func(op metav1.ManagedFieldsOperationType) bool { return op == metav1.ManagedFieldsOperationUpdate })
+	return dropsAny(f.labels, desired.Labels) || dropsAny(f.annotations, desired.Annotations) || dropsAny(f.data, desired.Data)
+}
+
+// dropsAny says whether a key of owned is missing from want.
+func dropsAny[V any](owned map[string]bool, want map[string]V) bool {
+	for k := range owned {
+		if _, ok := want[k]; !ok {
+			return true
 		}
 	}
 	return false

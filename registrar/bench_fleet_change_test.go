@@ -247,7 +247,8 @@ func metricValue(tb testing.TB, addr, name, match string) float64 {
 
 // appSetTotals are the reconcile count and seconds of every ApplicationSet.
 func appSetTotals(tb testing.TB, addr string) (count, seconds float64) {
-	return metricValue(tb, addr, "argocd_appset_reconcile_count", ""), metricValue(tb, addr, "argocd_appset_reconcile_sum", "")
+	n, secs, _ := appSetMetrics(tb, addr, "")
+	return float64(n), secs
 }
 
 // waitReconcilesQuietAll waits until the ApplicationSet controller has been idle for quiet.
@@ -257,10 +258,9 @@ func waitReconcilesQuietAll(tb testing.TB, addr string, quiet time.Duration) {
 	deadline := time.Now().Add(15 * time.Minute)
 	for time.Since(since) < quiet && time.Now().Before(deadline) {
 		time.Sleep(250 * time.Millisecond)
-		count, _ := appSetTotals(tb, addr)
-		_, _, idle := appSetMetrics(tb, addr, "")
-		if count != last || !idle {
-			last, since = count, time.Now()
+		n, _, idle := appSetMetrics(tb, addr, "")
+		if float64(n) != last || !idle {
+			last, since = float64(n), time.Now()
 		}
 	}
 }

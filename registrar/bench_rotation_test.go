@@ -6,11 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -239,42 +236,19 @@ func waitApplications(tb testing.TB, ctx context.Context, namespace string, n in
 }
 
 // appSetMetrics reads, from the ApplicationSet controller's metrics endpoint, the reconcile count and
-// total seconds of one ApplicationSet (argocd_appset_reconcile) and whether the controller is idle: no
-// request queued and no worker busy (controller-runtime's workqueue_depth and active workers).
+// total seconds of one ApplicationSet (argocd_appset_reconcile; every one when name is empty) and whether
+// the controller is idle: no request queued and no worker busy (controller-runtime's workqueue_depth and
+// active workers).
 func appSetMetrics(tb testing.TB, addr, name string) (count int, seconds float64, idle bool) {
 	tb.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		tb.Fatal(err)
+	match := ""
+	if name != "" {
+		match = `name="` + name + `"`
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	value := func(line string) float64 {
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return v
-	}
-	idle = true
-	for _, line := range strings.Split(string(body), "\n") {
-		switch {
-		case strings.HasPrefix(line, "argocd_appset_reconcile_count{") && strings.Contains(line, `name="`+name+`"`):
-			count = int(value(line))
-		case strings.HasPrefix(line, "argocd_appset_reconcile_sum{") && strings.Contains(line, `name="`+name+`"`):
-			seconds = value(line)
-		case strings.HasPrefix(line, "workqueue_depth{") && strings.Contains(line, `name="applicationset"`),
-			strings.HasPrefix(line, "controller_runtime_active_workers{") && strings.Contains(line, `controller="applicationset"`):
-			if value(line) != 0 {
-				idle = false
-			}
-		}
-	}
-	return count, seconds, idle
+	busy := metricValue(tb, addr, "workqueue_depth", `name="applicationset"`) +
+		metricValue(tb, addr, "controller_runtime_active_workers", `controller="applicationset"`)
+	return int(metricValue(tb, addr, "argocd_appset_reconcile_count", match)),
+		metricValue(tb, addr, "argocd_appset_reconcile_sum", match), busy == 0
 }
 
 func appSetReconciles(tb testing.TB, addr, name string) int {
