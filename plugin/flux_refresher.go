@@ -148,13 +148,13 @@ func (r *FluxRefresher) watchProviders(ctx context.Context) {
 	r.watching = err == nil
 }
 
-func (r *FluxRefresher) refresh(ctx context.Context) error {
+func (r *FluxRefresher) refresh(ctx context.Context) (again bool, err error) {
 	providers, err := r.providers(ctx)
 	if meta.IsNoMatchError(err) {
 		providers, err = nil, nil // Flux Operator is not installed here.
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	r.watchProviders(ctx)
 	snap := r.Fleet.Snapshot()
@@ -209,7 +209,7 @@ func (r *FluxRefresher) refresh(ctx context.Context) error {
 	for _, w := range changed {
 		r.Wake(ctx, w)
 	}
-	return nil
+	return false, nil
 }
 
 // providers lists the providers' metadata from the manager's cache (a metadata informer: their status

@@ -210,7 +210,7 @@ func TestFluxRefresher(t *testing.T) {
 
 // startPlugin runs plugin.Setup in a manager of its own against the management server; the returned
 // function stops it (once, however often it is called).
-func startPlugin(t *testing.T, mgmt *testenv.Management) func() {
+func startPlugin(t *testing.T, mgmt *testenv.Management, tweaks ...func(*Options)) func() {
 	t.Helper()
 	mgr, err := ctrl.NewManager(mgmt.Config, ctrl.Options{
 		Scheme:                 mgmt.Scheme,
@@ -221,8 +221,12 @@ func startPlugin(t *testing.T, mgmt *testenv.Management) func() {
 	})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err = Setup(ctx, mgr, Options{Addr: testenv.FreeAddr(t), Token: "flux-refresher-test", FluxURLs: []string{fluxBase},
-		RefreshInterval: 200 * time.Millisecond})
+	opts := Options{Addr: testenv.FreeAddr(t), Token: "flux-refresher-test", FluxURLs: []string{fluxBase},
+		RefreshInterval: 200 * time.Millisecond}
+	for _, tweak := range tweaks {
+		tweak(&opts)
+	}
+	_, err = Setup(ctx, mgr, opts)
 	must(t, err)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -308,10 +312,13 @@ func expectTrimmed(ctx context.Context, c client.Client, namespace, name, want s
 	return nil
 }
 
-func metric(t *testing.T, g prometheus.Gauge) float64 {
+func metric(t *testing.T, g prometheus.Metric) float64 {
 	t.Helper()
 	m := &dto.Metric{}
 	must(t, g.Write(m))
+	if m.Counter != nil {
+		return m.GetCounter().GetValue()
+	}
 	return m.GetGauge().GetValue()
 }
 

@@ -51,9 +51,9 @@ func (r *Refresher) Start(ctx context.Context) error {
 
 // refreshLoop is the one shape of the nudgers (ApplicationSets, Flux input providers): pass runs at most
 // once per interval, once the fleet has synced, and only when the fleet changed (or a value arrived on
-// more, a nudger's own trigger) since the last pass that succeeded, so a burst of changes costs one
-// pass; a failed pass is retried at the next tick.
-func refreshLoop(ctx context.Context, f *fleet.Store, interval time.Duration, more <-chan struct{}, log logr.Logger, failure string, pass func(context.Context) error) error {
+// more, a nudger's own trigger) since the last pass that settled, so a burst of changes costs one pass.
+// A failed pass, or one that left a change for later (again), runs again at the next tick.
+func refreshLoop(ctx context.Context, f *fleet.Store, interval time.Duration, more <-chan struct{}, log logr.Logger, failure string, pass func(context.Context) (again bool, err error)) error {
 	changes := f.Subscribe()
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -70,24 +70,29 @@ func refreshLoop(ctx context.Context, f *fleet.Store, interval time.Duration, mo
 			if !dirty || !f.Synced() {
 				continue
 			}
-			if err := pass(ctx); err != nil {
+			again, err := pass(ctx)
+			if err != nil {
 				log.V(1).Info(failure, "error", err.Error())
 				continue
 			}
-			dirty = false
+			dirty = again
 		}
 	}
 }
 
-func (r *Refresher) refresh(ctx context.Context) error {
+// refresh nudges each ApplicationSet whose answer changed since its last nudge. One whose last nudge
+// Argo CD has not finished (the annotation is still there) is left for a later pass (again): Argo CD
+// removes the annotation only at the end of the reconcile, and may have read its answer before the
+// change, so the change is nudged once the annotation is gone.
+func (r *Refresher) refresh(ctx context.Context) (again bool, err error) {
 	list := &unstructured.UnstructuredList{}
 	list.SetAPIVersion("argoproj.io/v1alpha1")
 	list.SetKind("ApplicationSetList")
 	if err := r.Client.List(ctx, list); err != nil {
 		if meta.IsNoMatchError(err) {
-			return nil // Argo CD is not installed here.
+			return false, nil // Argo CD is not installed here.
 		}
-		return err
+		return false, err
 	}
 	snap := r.Fleet.Snapshot()
 	seen := map[types.NamespacedName]bool{}
@@ -103,15 +108,18 @@ func (r *Refresher) refresh(ctx context.Context) error {
 		if prev, known := r.answers[key]; known && prev == hash {
 			continue
 		}
-		if appSet.GetAnnotations()[RefreshAnnotation] != "true" {
-			patch := []byte(`{"metadata":{"annotations":{"` + RefreshAnnotation + `":"true"}}}`)
-			if err := r.Client.Patch(ctx, appSet, client.RawPatch(types.MergePatchType, patch)); err != nil {
-				r.Log.Info("could not refresh ApplicationSet", "applicationSet", key, "error", err.Error())
-				continue
-			}
-			refreshes.Inc()
-			r.Log.V(1).Info("refreshed ApplicationSet", "applicationSet", key)
+		if _, pending := appSet.GetAnnotations()[RefreshAnnotation]; pending {
+			again = true
+			continue
 		}
+		patch := []byte(`{"metadata":{"annotations":{"` + RefreshAnnotation + `":"true"}}}`)
+		if err := r.Client.Patch(ctx, appSet, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			r.Log.Info("could not refresh ApplicationSet", "applicationSet", key, "error", err.Error())
+			again = true
+			continue
+		}
+		refreshes.Inc()
+		r.Log.V(1).Info("refreshed ApplicationSet", "applicationSet", key)
 		r.answers[key] = hash
 	}
 	for key := range r.answers {
@@ -119,7 +127,7 @@ func (r *Refresher) refresh(ctx context.Context) error {
 			delete(r.answers, key)
 		}
 	}
-	return nil
+	return again, nil
 }
 
 // scopeOf is the scope of a ConfigMap's tenant; a tenant the tokens do not declare (yet) hashes as

@@ -105,7 +105,7 @@ func BenchmarkFleetChange(b *testing.B) {
 
 	start := time.Now()
 	want := n * teams * perTeam
-	waitApplications(b, ctx, argoNS, want, 30*time.Minute)
+	waitGenerated(b, ctx, argoNS, want, 40*time.Minute, appsets)
 	b.Logf("%d Applications for %d Clusters x %d Workloads generated %s after fleetbridge started", want, n, teams*perTeam, time.Since(start).Round(time.Second))
 	waitReconcilesQuietAll(b, appSetMetricsAddr, 10*time.Second)
 
@@ -180,6 +180,56 @@ func BenchmarkFleetChange(b *testing.B) {
 		key, registered.Round(time.Millisecond), refreshed.Round(time.Millisecond), generated.Round(time.Millisecond))
 	b.Logf("meanwhile: %.0f plugin answers of %.3f s on average; %.0f ApplicationSet reconciles of %.2f s on average",
 		answers, answerSecs/max(answers, 1), reconCount-reconCount0, (reconSum-reconSum0)/max(reconCount-reconCount0, 1))
+}
+
+// waitGenerated waits for n Applications in namespace, printing the count each minute. When the count has
+// not moved for five minutes it fails with each ApplicationSet's conditions and the end of the
+// controller's output, which say why generation stopped.
+func waitGenerated(tb testing.TB, ctx context.Context, namespace string, n int, timeout time.Duration, appsets *testenv.Process) {
+	tb.Helper()
+	start, logged := time.Now(), time.Now()
+	last, moved := -1, time.Now()
+	for {
+		have := len(applicationVersions(tb, ctx, namespace))
+		if have >= n {
+			return
+		}
+		if have != last {
+			last, moved = have, time.Now()
+		}
+		if time.Since(logged) >= time.Minute {
+			// Stderr, not tb.Logf: a benchmark's log is printed only when it ends.
+			fmt.Fprintf(os.Stderr, "%s: %d of %d Applications\n", time.Since(start).Round(time.Second), have, n)
+			logged = time.Now()
+		}
+		if time.Since(moved) > 5*time.Minute || time.Since(start) > timeout {
+			out := appsets.Output()
+			tb.Fatalf("%d of %d Applications after %s, none new for %s\nApplicationSet conditions:\n%s\nthe controller's last output:\n%s",
+				have, n, time.Since(start).Round(time.Second), time.Since(moved).Round(time.Second), appSetConditions(tb, ctx, namespace), out[max(0, len(out)-8000):])
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// appSetConditions lists each ApplicationSet's conditions in namespace, one per line.
+func appSetConditions(tb testing.TB, ctx context.Context, namespace string) string {
+	tb.Helper()
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "ApplicationSetList"})
+	if err := mgmt.Client.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for _, a := range list.Items {
+		conditions, _, _ := unstructured.NestedSlice(a.Object, "status", "conditions")
+		resources, _, _ := unstructured.NestedSlice(a.Object, "status", "resources")
+		for _, c := range conditions {
+			if m, ok := c.(map[string]any); ok {
+				lines = append(lines, fmt.Sprintf("%s (%d resources in status): %v=%v %v: %v", a.GetName(), len(resources), m["type"], m["status"], m["reason"], m["message"]))
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // applicationVersions are the resourceVersions of the Applications in namespace, by name.
