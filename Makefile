@@ -46,8 +46,8 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: ## Generate deepcopy code for api/.
-	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+generate: ## Generate deepcopy code for api/ and internal/clusterinventory.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/... paths=./internal/clusterinventory/...
 
 .PHONY: manifests
 manifests: ## Generate CRDs (config/crd/bases, and the Helm chart's crds/) and RBAC (config/rbac) from markers.

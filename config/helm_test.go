@@ -50,6 +50,13 @@ rbac:
   secretNamespaces: [argocd, team-a, team-b]
   clusterNamespaces: [fleet-eu]
 `},
+	{"ClusterProfiles published", "fleetbridge-profiles", `
+registrar: {clusterProfiles: {namespace: fleet-inventory}}
+`},
+	{"split, ClusterProfiles published", "fleetbridge-split-profiles", `
+split: true
+registrar: {clusterProfiles: {namespace: fleet-inventory}}
+`},
 	{"registrar only, Secrets everywhere", "fleetbridge-registrar", `
 plugin: {enabled: false}
 rbac: {allNamespaceSecrets: true}
@@ -348,8 +355,12 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, values map[strin
 	allSecrets, _ := rbac["allNamespaceSecrets"].(bool)
 	clusterNS, _ := rbac["clusterNamespaces"].([]any)
 	union := map[string]bool{}
+	profiles := profileNamespace(values)
 	for sa, perms := range all {
 		for p := range perms {
+			if p.group == profileGroup && (profiles == "" || p.namespace != profiles) {
+				t.Errorf("%s may %s %s in %q; ClusterProfiles are published in %q", sa, p.verb, p.resource, p.namespace, profiles)
+			}
 			if p.group == "" && p.resource == "secrets" {
 				switch {
 				case p.verb == "create" || p.verb == "delete" || p.verb == "patch" || p.verb == "update":
@@ -372,7 +383,9 @@ func checkRBAC(t *testing.T, objs []*unstructured.Unstructured, values map[strin
 	}
 	want := map[string]bool{}
 	for _, w := range markerPermissions(t) {
-		want[w] = true
+		if profiles != "" || !strings.HasPrefix(w, profileGroup+"|") {
+			want[w] = true
+		}
 	}
 	if le, ok := values["leaderElection"].(map[string]any); !ok || le["enabled"] != false {
 		for _, w := range []string{"coordination.k8s.io|leases|get", "coordination.k8s.io|leases|list", "coordination.k8s.io|leases|watch",
@@ -444,7 +457,11 @@ func checkComponentRBAC(t *testing.T, objs []*unstructured.Unstructured) {
 			if slices.Contains(args, "--enable-"+pkg+"=false") {
 				continue
 			}
+			publishes := slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--cluster-profile-namespace=") })
 			for _, w := range packageMarkers(t, "../"+pkg) {
+				if strings.HasPrefix(w, profileGroup+"|") && !publishes {
+					continue // needed only to publish ClusterProfiles
+				}
 				if !held[w] {
 					t.Errorf("Deployment %s runs the %s but its ServiceAccount %s may not %s", d.GetName(), pkg, sa, w)
 				}
@@ -482,6 +499,17 @@ func packageMarkers(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// profileGroup is the cluster inventory API's group: the registrar needs it only to publish ClusterProfiles.
+const profileGroup = "multicluster.x-k8s.io"
+
+// profileNamespace is registrar.clusterProfiles.namespace ("" when profiles are not published).
+func profileNamespace(values map[string]any) string {
+	reg, _ := values["registrar"].(map[string]any)
+	cp, _ := reg["clusterProfiles"].(map[string]any)
+	ns, _ := cp["namespace"].(string)
+	return ns
 }
 
 func valueEnabled(values map[string]any, component string) bool {

@@ -44,6 +44,16 @@ func BenchmarkFleetChange(b *testing.B) {
 	benchRegistration(b, ctx, f, name, argoNS, fleetv1.CredentialsKubeconfig)
 
 	pluginAddr, metricsAddr, appSetMetricsAddr := testenv.FreeAddr(b), testenv.FreeAddr(b), testenv.FreeAddr(b)
+	// FLEETBRIDGE_BENCH_APPSET_PROFILE: a CPU profile of the ApplicationSet controller during the change,
+	// through its pprof endpoint (which Argo CD serves when a file says so).
+	appSetProfile := os.Getenv("FLEETBRIDGE_BENCH_APPSET_PROFILE")
+	if appSetProfile != "" {
+		enabled := filepath.Join(b.TempDir(), "profiler.enabled")
+		if err := os.WriteFile(enabled, []byte("true"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		b.Setenv("ARGOCD_ENABLE_PROFILER_FILE_PATH", enabled)
+	}
 	appsets, err := mgmt.StartApplicationSetController(ctx, argoNS, map[string][]byte{"fleetbridge.plugin.token": []byte("bench-token")},
 		"--metrics-addr", appSetMetricsAddr, "--loglevel", "warn")
 	if err != nil {
@@ -87,9 +97,17 @@ func BenchmarkFleetChange(b *testing.B) {
 	if err := os.WriteFile(kubeconfigPath, benchManagementKubeconfig(b), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address=0", "--plugin-bind-address="+pluginAddr)
+	args := []string{"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0", "--plugin-bind-address=" + pluginAddr}
+	// FLEETBRIDGE_BENCH_LOG keeps fleetbridge's log, at debug level (each ApplicationSet refresh).
+	logPath := os.Getenv("FLEETBRIDGE_BENCH_LOG")
+	if logPath != "" {
+		args = append(args, "--zap-log-level=debug")
+	} else {
+		logPath = filepath.Join(b.TempDir(), "fleetbridge.log")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath, "FLEETBRIDGE_PLUGIN_TOKEN=bench-token")
-	logs, err := os.Create(filepath.Join(b.TempDir(), "fleetbridge.log"))
+	logs, err := os.Create(logPath)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,8 +139,13 @@ func BenchmarkFleetChange(b *testing.B) {
 	for _, wl := range workloadNames {
 		apps[wl+"-"+key.Name] = false
 	}
+	profiled := make(chan error, 1)
+	if appSetProfile != "" {
+		go func() { profiled <- captureCPUProfile(appSetMetricsAddr, 60*time.Second, appSetProfile) }()
+	}
 	b.StartTimer()
 	published := time.Now()
+	b.Logf("the new Cluster is published at %s", published.UTC().Format(time.RFC3339Nano))
 	f.publish(b, ctx, n+1)
 	var registered, refreshed, generated time.Duration
 	secret := types.NamespacedName{Namespace: argoNS, Name: argoSecretName(key)}
@@ -160,6 +183,11 @@ func BenchmarkFleetChange(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	if appSetProfile != "" {
+		if err := <-profiled; err != nil {
+			b.Errorf("ApplicationSet controller profile: %v", err)
+		}
+	}
 	waitReconcilesQuietAll(b, appSetMetricsAddr, 5*time.Second)
 	answers := metricValue(b, metricsAddr, "fleetbridge_plugin_request_duration_seconds_count", "") - answerCount0
 	answerSecs := metricValue(b, metricsAddr, "fleetbridge_plugin_request_duration_seconds_sum", "") - answerSum0
@@ -180,6 +208,27 @@ func BenchmarkFleetChange(b *testing.B) {
 		key, registered.Round(time.Millisecond), refreshed.Round(time.Millisecond), generated.Round(time.Millisecond))
 	b.Logf("meanwhile: %.0f plugin answers of %.3f s on average; %.0f ApplicationSet reconciles of %.2f s on average",
 		answers, answerSecs/max(answers, 1), reconCount-reconCount0, (reconSum-reconSum0)/max(reconCount-reconCount0, 1))
+}
+
+// captureCPUProfile writes a CPU profile of the process serving pprof at addr, over d, to path.
+func captureCPUProfile(addr string, d time.Duration, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // waitGenerated waits for n Applications in namespace, printing the count each minute. When the count has

@@ -59,6 +59,8 @@ type ClusterReconciler struct {
 	// gate orders registers against a Registration's deletion and remembers what each workload cluster
 	// was checked to hold (shared with the Registration controller).
 	gate *workloadGate
+	// profiles receives each Cluster's ClusterProfile facts (nil: profiles are not published).
+	profiles *profiles
 	// reconciled is Options.reconciled, a test seam.
 	reconciled func(cluster types.NamespacedName, started time.Time)
 }
@@ -138,6 +140,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 	requeue := r.Resync
 	var renewal time.Time
+	outcomes := make(map[string]clusterResult, len(sel.active))
 	for _, reg := range sel.active {
 		// Registering, and recording the result, happen inside the gate, so a deletion that began after
 		// the Registrations were read waits for them and then finds this Cluster among its results.
@@ -148,12 +151,17 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}) {
 			continue // the Registration's deletion began; its cleanup covers this Cluster
 		}
+		outcomes[reg.Name] = res
 		if res.Failing {
 			requeue = min(requeue, backoff(res.attempts))
 		}
 		if !res.renewAt.IsZero() && (renewal.IsZero() || res.renewAt.Before(renewal)) {
 			renewal = res.renewAt
 		}
+	}
+	if r.profiles != nil {
+		last, _ := r.profiles.get(key)
+		r.profiles.set(key, profileFactsFor(cluster, sel.active, outcomes, secrets.Items, last))
 	}
 	// Renewals wait for their window in the scheduler, which starts a window's Clusters together.
 	r.renewals.schedule(key, renewal)
@@ -286,6 +294,9 @@ func (r *ClusterReconciler) deregisterCluster(ctx context.Context, key types.Nam
 	}
 	if cluster == nil {
 		r.conns.forget(key)
+	}
+	if r.profiles != nil && len(errs) == 0 {
+		r.profiles.set(key, nil)
 	}
 	r.renewals.schedule(key, time.Time{})
 	return errors.Join(errs...)

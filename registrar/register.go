@@ -51,6 +51,17 @@ type clusterScope struct {
 	// reconcile a lead before probed the cluster and checked its access); rotated: this reconcile
 	// replaces the token the outputs carry.
 	windowWrite, rotated bool
+	// probe is what verifyAccess found (a window write counts the probe of a lead before).
+	probe probeOutcome
+}
+
+// seen is what the phases that ran learnt of the workload cluster (nil when the kubeconfig could not be
+// read): its endpoint, and what the probe found, if it ran.
+func (s *clusterScope) seen() *clusterSeen {
+	if s.conn == nil {
+		return nil
+	}
+	return &clusterSeen{creds: s.conn.creds, version: s.facts.KubernetesVersion, probe: s.probe}
 }
 
 // phase is one step of register; its error carries the reason it is reported under.
@@ -63,12 +74,15 @@ var errWaiting = failure(fleetv1.ReasonWaitingForControlPlane, "the control plan
 // run in order: connect (the CAPI kubeconfig, checked against the platform team's policy), verify access
 // (a probe with working credentials), credentials (the workload ServiceAccount and its token), render,
 // apply (each output on its own), prune.
-func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registration, cluster *clusterv1.Cluster, written []corev1.Secret) clusterResult {
+func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registration, cluster *clusterv1.Cluster, written []corev1.Secret) (res clusterResult) {
 	s := &clusterScope{reg: reg, cluster: cluster, key: types.NamespacedName{Namespace: cluster.Namespace, Name: cluster.Name},
 		written: ownedBy(reg.Name, written), mode: credentialsMode(reg)}
 	seed := renewalSeed(cluster.UID, reg.Name)
 	s.windowWrite = s.mode == fleetv1.CredentialsServiceAccountToken && r.tokens.writesPending(reg.Name, s.key, seed)
-	defer func() { s.conn.close() }()
+	defer func() {
+		res.seen = s.seen()
+		s.conn.close()
+	}()
 	for _, p := range []phase{r.connect, r.verifyAccess, r.credentials, r.render, r.apply, r.prune} {
 		if err := p(ctx, s); err != nil {
 			if err == errWaiting {
@@ -81,7 +95,7 @@ func (r *ClusterReconciler) register(ctx context.Context, reg *fleetv1.Registrat
 		r.Recorder.Eventf(cluster, reg, corev1.EventTypeNormal, fleetv1.ReasonRepaired, "Repair",
 			"Registration %s: wrote Secret %s back, changed or deleted by someone else", reg.Name, name)
 	}
-	res := clusterResult{Registered: true, Reason: fleetv1.ReasonRegistered, Message: "registered",
+	res = clusterResult{Registered: true, Reason: fleetv1.ReasonRegistered, Message: "registered",
 		Insecure: s.insecure, Unverified: s.unverified}
 	var notes []string
 	if s.insecure {
@@ -152,10 +166,13 @@ func (r *ClusterReconciler) policyFor(reg *fleetv1.Registration) kubeconfig.Poli
 func (r *ClusterReconciler) verifyAccess(ctx context.Context, s *clusterScope) error {
 	if s.windowWrite {
 		s.facts = clusterFacts{KubernetesVersion: versionLabelOf(s.reg.Name, s.written)}
+		s.probe = probeAnswered
 		return nil
 	}
 	facts, err := s.conn.probe(ctx)
+	s.probe = probeAnswered
 	if err != nil {
+		s.probe = probeFailed
 		// Keep the Secrets (the cluster may be back in a minute) but mark them.
 		if markErr := r.markUnreachable(ctx, s.reg.Name, s.written); markErr != nil {
 			log.FromContext(ctx).Info("could not mark secrets unreachable", "error", shortError(markErr))

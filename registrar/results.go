@@ -25,6 +25,8 @@ type clusterResult struct {
 	ConflictWith string
 	// attempts counts consecutive failures, for backoff.
 	attempts int
+	// seen is what the reconcile learnt of the workload cluster, for its ClusterProfile.
+	seen *clusterSeen
 }
 
 func (r clusterResult) sameReport(o clusterResult) bool {

@@ -231,6 +231,9 @@ func (w *secretWriter) send(ctx context.Context, desired *corev1.Secret, ac *cor
 // adoptCreated folds the managedFields entry of the create that first wrote a Secret into fleetbridge's
 // server-side apply entry, so the apply that follows drops what fleetbridge no longer wants. It changes
 // no field, only who owns them, and only a Secret's first write that drops a key needs it (createdFields).
+// Whoever can write the Secret can write a managedFields entry in fleetbridge's name too; such an entry
+// can only make fleetbridge drop, from that same Secret, a key its writer could remove directly, so it
+// is used as it is.
 func (w *secretWriter) adoptCreated(ctx context.Context, key types.NamespacedName, output string) error {
 	live := newPartialSecret()
 	if err := w.reader.Get(ctx, key, live); err != nil {

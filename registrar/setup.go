@@ -27,6 +27,7 @@ import (
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/argocd"
+	"github.com/fleetbridge/fleetbridge/internal/clusterinventory"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
 
@@ -84,6 +85,9 @@ type Namespaces struct {
 	Secrets []string
 	// Clusters are the namespaces whose CAPI Clusters, and their kubeconfig Secrets, are read.
 	Clusters []string
+	// ClusterProfiles is the namespace fleetbridge publishes a ClusterProfile in for each registered
+	// Cluster (SIG Multicluster's cluster inventory API); empty: none are published.
+	ClusterProfiles string
 }
 
 // SecretsAllowed reports whether fleetbridge may write Secrets in namespace.
@@ -124,13 +128,19 @@ func DefaultOptions() Options {
 // by a cache of their own). The cache keys these options by kind, so they confine both Secret informers
 // alike: the registrar's, of whole owned Secrets, and the plugin's, of their metadata only (the plugin
 // keeps no credentials, in one process with the registrar or on its own). Clusters are watched only
-// where their kubeconfig Secrets may be read. Neither keeps managedFields it does not read (a Cluster's
+// where their kubeconfig Secrets may be read, and ClusterProfiles (when published) only in their namespace
+// and only fleetbridge's. None keeps managedFields it does not read (a Cluster's
 // are often larger than the rest of it).
 func CacheByObject(ns Namespaces) map[client.Object]cache.ByObject {
-	return map[client.Object]cache.ByObject{
+	out := map[client.Object]cache.ByObject{
 		&corev1.Secret{}:     {Label: owned.Selector(), Namespaces: namespaceSet(ns.Secrets), Transform: keepOwnFields},
 		&clusterv1.Cluster{}: {Namespaces: namespaceSet(ns.Clusters), Transform: cache.TransformStripManagedFields()},
 	}
+	if ns.ClusterProfiles != "" {
+		out[&clusterinventory.ClusterProfile{}] = cache.ByObject{Label: profileSelector(), Namespaces: namespaceSet([]string{ns.ClusterProfiles}),
+			Transform: cache.TransformStripManagedFields()}
+	}
+	return out
 }
 
 // keepOwnFields drops the managedFields entries of other managers from a cached Secret: only
@@ -158,7 +168,8 @@ func keepOwnFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// Setup adds the Cluster and Registration controllers to a manager whose cache uses CacheByObject.
+// Setup adds the Cluster and Registration controllers, and the ClusterProfile controller when profiles are
+// published, to a manager whose cache uses CacheByObject.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -228,6 +239,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*Registrar, err
 		Complete(clusters)
 	if err != nil {
 		return nil, err
+	}
+
+	if ns := opts.Namespaces.ClusterProfiles; ns != "" {
+		clusters.profiles = newProfiles()
+		profiles := &ProfileReconciler{Client: mgr.GetClient(), Namespace: ns, Recorder: recorder, Now: opts.Now, profiles: clusters.profiles}
+		err = ctrl.NewControllerManagedBy(mgr).
+			Named("clusterprofile").
+			WatchesRawSource(source.Channel(clusters.profiles.events, &handler.EnqueueRequestForObject{})).
+			Watches(&clusterinventory.ClusterProfile{}, handler.EnqueueRequestsFromMapFunc(profileToCluster)).
+			Complete(profiles)
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	registrations := &RegistrationReconciler{Client: mgr.GetClient(), Recorder: recorder, ReconcileTimeout: opts.ReconcileTimeout,

@@ -63,4 +63,16 @@ const (
 	// spec.filter.limit, and Flux Operator keeps only the first ones (a Warning Event on the provider, and
 	// InputsTrimmed on the Workloads whose pairs are dropped).
 	ReasonInputLimitExceeded = "InputLimitExceeded"
+	// ReasonProfileConflict: a ClusterProfile with the Cluster's profile name exists in the profile
+	// namespace and is not fleetbridge's; it is left as it is (a Warning Event on the Cluster).
+	ReasonProfileConflict = "ProfileConflict"
+	// ReasonProfilePublishFailed: the Cluster's ClusterProfile could not be written (a Warning Event on
+	// the Cluster); its registration is not affected.
+	ReasonProfilePublishFailed = "ProfilePublishFailed"
+	// ReasonControlPlaneAvailable, ReasonControlPlaneNotAvailable and ReasonControlPlaneAvailabilityUnknown
+	// are the reasons of a ClusterProfile's ControlPlaneHealthy condition, from Cluster API's
+	// ControlPlaneAvailable condition; ReasonClusterUnreachable overrides them when the probe fails.
+	ReasonControlPlaneAvailable           = "ControlPlaneAvailable"
+	ReasonControlPlaneNotAvailable        = "ControlPlaneNotAvailable"
+	ReasonControlPlaneAvailabilityUnknown = "ControlPlaneAvailabilityUnknown"
 )

@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/clusterinventory"
 	"github.com/fleetbridge/fleetbridge/internal/kubeconfig"
 	"github.com/fleetbridge/fleetbridge/plugin"
 	"github.com/fleetbridge/fleetbridge/registrar"
@@ -44,6 +45,7 @@ func run() error {
 		leaderElectionID        string
 		secretNamespaces        string
 		clusterNamespaces       string
+		profileNamespace        string
 		enableRegistrar         bool
 		enablePlugin            bool
 		pluginOpts              = plugin.Options{}
@@ -64,6 +66,7 @@ func run() error {
 	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	flag.StringVar(&leaderElectionID, "leader-election-id", "fleetbridge.fleetbridge.io", "Name of the leader election Lease (registrar and plugin Deployments run apart need two).")
 	flag.StringVar(&secretNamespaces, "secret-namespaces", "", "Comma-separated namespaces fleetbridge writes Secrets in (Argo CD's and Flux's); empty means every namespace. Match it to the RBAC.")
+	flag.StringVar(&profileNamespace, "cluster-profile-namespace", "", "Namespace to publish a ClusterProfile (multicluster.x-k8s.io/v1alpha1, SIG Multicluster's cluster inventory) in for each registered Cluster; empty publishes none. The ClusterProfile CRD must be installed.")
 	flag.StringVar(&clusterNamespaces, "cluster-namespaces", "", "Comma-separated namespaces whose CAPI Clusters and kubeconfig Secrets are read; empty means every namespace. Match it to the RBAC.")
 	flag.BoolVar(&enableRegistrar, "enable-registrar", true, "Run the registrar controllers.")
 	flag.BoolVar(&enablePlugin, "enable-plugin", true, "Run the plugin server (Argo CD plugin generator, Flux ExternalService inputs).")
@@ -97,7 +100,7 @@ func run() error {
 		pluginOpts.ConfigMaps[strings.TrimSpace(name)] = strings.TrimSpace(tenant)
 	}
 	pluginOpts.FluxURLs = commaList(pluginFluxURLs)
-	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces)}
+	opts.Namespaces = registrar.Namespaces{Secrets: commaList(secretNamespaces), Clusters: commaList(clusterNamespaces), ClusterProfiles: profileNamespace}
 	opts.AllowedExecCommands = commaList(allowedExecCommands)
 	denied, err := kubeconfig.ParseCIDRs(deniedCIDRs)
 	if err != nil {
@@ -128,6 +131,7 @@ func run() error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(clusterv1.AddToScheme(scheme))
 	utilruntime.Must(fleetv1.AddToScheme(scheme))
+	utilruntime.Must(clusterinventory.AddToScheme(scheme))
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

@@ -113,8 +113,8 @@ func ArgoCDBinary() (string, error) {
 	return path, nil
 }
 
-// CRDPaths are the CRD files the management server installs: fleetbridge's own and the Cluster API
-// Cluster and ClusterClass CRDs from the cluster-api module.
+// CRDPaths are the CRD files the management server installs: fleetbridge's own, the Cluster API
+// Cluster and ClusterClass CRDs from the cluster-api module, and SIG Multicluster's ClusterProfile.
 func CRDPaths() ([]string, error) {
 	root, err := RepoRoot()
 	if err != nil {
@@ -129,6 +129,7 @@ func CRDPaths() ([]string, error) {
 		filepath.Join(root, "config", "crd", "bases"),
 		filepath.Join(capiCRDs, "cluster.x-k8s.io_clusters.yaml"),
 		filepath.Join(capiCRDs, "cluster.x-k8s.io_clusterclasses.yaml"),
+		filepath.Join(root, "hack", "crds", "clusterprofile"),
 	}, nil
 }
 

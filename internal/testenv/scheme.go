@@ -7,6 +7,7 @@ import (
 	clusterv1 "sigs.k8s.io/cluster-api/api/core/v1beta2"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/clusterinventory"
 )
 
 // NewScheme knows the built-in types, CAPI core v1beta2 and fleetbridge's types.
@@ -15,5 +16,6 @@ func NewScheme() *runtime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(clusterv1.AddToScheme(s))
 	utilruntime.Must(fleetv1.AddToScheme(s))
+	utilruntime.Must(clusterinventory.AddToScheme(s))
 	return s
 }
