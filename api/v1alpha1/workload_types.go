@@ -85,6 +85,60 @@ type WorkloadStatus struct {
 	// MatchedClusters counts the registered clusters this workload is paired with now.
 	// +optional
 	MatchedClusters int32 `json:"matchedClusters"`
+	// Fleet is what the pairs became: the state of the Argo CD Applications or Flux Kustomizations and
+	// HelmReleases generated for them (found by their fleetbridge.io/pair label, else by the pair's name).
+	// It is absent until a generated object has been seen.
+	// +optional
+	Fleet *WorkloadFleet `json:"fleet,omitempty"`
+	// Summary says "all N clusters healthy at X", or names the first problem (the Ready column).
+	// +optional
+	Summary string `json:"summary,omitempty"`
+}
+
+// WorkloadFleet counts the Workload's pairs by the state of what they became, and names a bounded number
+// of the clusters that are not healthy. Its size does not grow with the fleet.
+type WorkloadFleet struct {
+	// Healthy: synced at the desired revision and healthy (Argo CD), or applied at the revision last
+	// attempted and Ready (Flux).
+	Healthy int32 `json:"healthy"`
+	// Progressing: Argo CD health Progressing or Suspended, Flux reconciling.
+	Progressing int32 `json:"progressing"`
+	// OutOfSync: not at the desired revision yet, or never applied.
+	OutOfSync int32 `json:"outOfSync"`
+	// Degraded: Argo CD health Degraded, Flux Ready False.
+	Degraded int32 `json:"degraded"`
+	// Missing: pairs with no generated object after the grace period.
+	Missing int32 `json:"missing"`
+	// Revision is the revision most clusters run.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+	// Revisions are the revisions the clusters run, most common first, at most 5.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=5
+	Revisions []RevisionCount `json:"revisions,omitempty"`
+	// NotHealthy names at most 20 clusters that are not healthy, the worst first, each with a reason.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	NotHealthy []ClusterState `json:"notHealthy,omitempty"`
+}
+
+// RevisionCount is how many clusters run a revision.
+type RevisionCount struct {
+	Revision string `json:"revision"`
+	Clusters int32  `json:"clusters"`
+}
+
+// ClusterState is one cluster's pair that is not healthy.
+type ClusterState struct {
+	// Cluster is the CAPI Cluster, "<namespace>/<name>".
+	Cluster string `json:"cluster"`
+	// State is Progressing, OutOfSync, Degraded or Missing.
+	State string `json:"state"`
+	// Reason says why, in a few words (from Argo CD's health message or Flux's Ready condition).
+	// +optional
+	Reason string `json:"reason,omitempty"`
 }
 
 // Workload is a unit the plugin server fans out across registered clusters.
@@ -94,9 +148,11 @@ type WorkloadStatus struct {
 // +kubebuilder:printcolumn:name="Repo",type=string,JSONPath=`.spec.source.repoURL`
 // +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.spec.source.path`
 // +kubebuilder:printcolumn:name="Chart",type=string,JSONPath=`.spec.source.chart`
-// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.spec.source.targetRevision`,priority=1
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.spec.source.targetRevision`,priority=1
 // +kubebuilder:printcolumn:name="Clusters",type=integer,JSONPath=`.status.matchedClusters`
-// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Healthy",type=integer,JSONPath=`.status.fleet.healthy`
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.fleet.revision`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.summary`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Workload struct {
 	metav1.TypeMeta   `json:",inline"`
