@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -39,6 +40,9 @@ type Refresher struct {
 
 	answers map[types.NamespacedName]string // ApplicationSet -> hash of the pairs it got last time
 }
+
+// refreshParallelism bounds the ApplicationSet patches of one pass in flight together.
+const refreshParallelism = 8
 
 // NeedLeaderElection: one replica nudges; every replica serves.
 func (r *Refresher) NeedLeaderElection() bool { return true }
@@ -96,6 +100,11 @@ func (r *Refresher) refresh(ctx context.Context) (again bool, err error) {
 	}
 	snap := r.Fleet.Snapshot()
 	seen := map[types.NamespacedName]bool{}
+	type nudge struct {
+		appSet *unstructured.Unstructured
+		hash   string
+	}
+	var due []nudge
 	for i := range list.Items {
 		appSet := &list.Items[i]
 		key := client.ObjectKeyFromObject(appSet)
@@ -112,15 +121,36 @@ func (r *Refresher) refresh(ctx context.Context) (again bool, err error) {
 			again = true
 			continue
 		}
-		patch := []byte(`{"metadata":{"annotations":{"` + RefreshAnnotation + `":"true"}}}`)
-		if err := r.Client.Patch(ctx, appSet, client.RawPatch(types.MergePatchType, patch)); err != nil {
-			r.Log.Info("could not refresh ApplicationSet", "applicationSet", key, "error", err.Error())
+		due = append(due, nudge{appSet: appSet, hash: hash})
+	}
+	// The patches go out together: an ApplicationSet with thousands of Applications in its status costs
+	// the API server seconds per write, and in sequence the last refresh would wait for the sum.
+	failed := make([]bool, len(due))
+	var wg sync.WaitGroup
+	limit := make(chan struct{}, refreshParallelism)
+	for i, n := range due {
+		wg.Add(1)
+		limit <- struct{}{}
+		go func() {
+			defer func() { <-limit; wg.Done() }()
+			key := client.ObjectKeyFromObject(n.appSet)
+			patch := []byte(`{"metadata":{"annotations":{"` + RefreshAnnotation + `":"true"}}}`)
+			if err := r.Client.Patch(ctx, n.appSet, client.RawPatch(types.MergePatchType, patch)); err != nil {
+				r.Log.Info("could not refresh ApplicationSet", "applicationSet", key, "error", err.Error())
+				failed[i] = true
+				return
+			}
+			refreshes.Inc()
+			r.Log.V(1).Info("refreshed ApplicationSet", "applicationSet", key)
+		}()
+	}
+	wg.Wait()
+	for i, n := range due {
+		if failed[i] {
 			again = true
 			continue
 		}
-		refreshes.Inc()
-		r.Log.V(1).Info("refreshed ApplicationSet", "applicationSet", key)
-		r.answers[key] = hash
+		r.answers[client.ObjectKeyFromObject(n.appSet)] = n.hash
 	}
 	for key := range r.answers {
 		if !seen[key] {

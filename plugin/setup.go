@@ -4,10 +4,13 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
@@ -35,6 +38,9 @@ type Options struct {
 	FluxURLs []string
 	// RefreshInterval is the shortest time between two refresh passes.
 	RefreshInterval time.Duration
+	// MissingGrace is how long a pair may have nothing generated for it before Workload status counts it
+	// Missing (0: DefaultMissingGrace).
+	MissingGrace time.Duration
 }
 
 // The plugin lists and watches owned Secrets as metadata only (fleet.SecretMetadata); RBAC cannot grant
@@ -80,11 +86,51 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, e
 	})); err != nil {
 		return nil, err
 	}
+	generatedObjs, err := newGeneratedObjects(mgr, log)
+	if err != nil {
+		return nil, err
+	}
+	owners := newWorkloadOfPair()
+	fleetWake := make(chan event.GenericEvent, 1024)
+	generatedObjs.changed = func(pair string) {
+		if key, ok := owners.get(pair); ok {
+			obj := &fleetv1.Workload{}
+			obj.Namespace, obj.Name = key.Namespace, key.Name
+			fleetWake <- event.GenericEvent{Object: obj}
+		}
+	}
+	if err := mgr.Add(generatedObjs); err != nil {
+		return nil, err
+	}
+	grace := opts.MissingGrace
+	if grace == 0 {
+		grace = DefaultMissingGrace
+	}
 	return store, ctrl.NewControllerManagedBy(mgr).
 		Named("workload").
 		For(&fleetv1.Workload{}).
 		WatchesRawSource(source.Channel(wake, &handler.EnqueueRequestForObject{})).
-		Complete(&WorkloadReconciler{Client: mgr.GetClient(), Fleet: store, Trimmed: trimmed})
+		WatchesRawSource(source.Channel(fleetWake, coalesced(statusCoalesce))).
+		Complete(&WorkloadReconciler{Client: mgr.GetClient(), Fleet: store, Trimmed: trimmed,
+			Generated: generatedObjs, Owners: owners, MissingGrace: grace, Now: time.Now})
+}
+
+// DefaultMissingGrace is how long a pair may have nothing generated for it before it counts as Missing:
+// Argo CD and Flux Operator generate at their next refresh, which the refreshers bring forward.
+const DefaultMissingGrace = 5 * time.Minute
+
+// statusCoalesce is how long a change of a generated object waits before its Workload's status is
+// computed again; the changes that arrive meanwhile (a rollout syncing many clusters) join that pass.
+const statusCoalesce = time.Second
+
+// coalesced enqueues the Workload a wake-up names after delay; the work queue keeps one pending entry
+// per Workload.
+func coalesced(delay time.Duration) handler.EventHandler {
+	return handler.Funcs{
+		GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}}, delay)
+		},
+	}
 }
 
 // forwardWorkloadWakeups enqueues every Workload whenever the fleet changes (coalesced).

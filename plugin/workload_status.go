@@ -28,6 +28,12 @@ type WorkloadReconciler struct {
 	Client  client.Client
 	Fleet   *fleet.Store
 	Trimmed *trimmedInputs
+	// Generated and Owners find what each pair became (status.fleet); nil leaves status.fleet out.
+	Generated *generatedObjects
+	Owners    *workloadOfPair
+	// MissingGrace is how long a pair may have nothing generated for it before it counts as Missing.
+	MissingGrace time.Duration
+	Now          func() time.Time
 }
 
 // Reconcile patches the status only when it changed.
@@ -49,8 +55,54 @@ func (r *WorkloadReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_
 		}
 	}()
 	trims, known := r.Trimmed.get(req.NamespacedName)
-	w.Status = workloadStatus(w, r.Fleet.Snapshot(), trims, known)
-	return ctrl.Result{}, nil
+	snap := r.Fleet.Snapshot()
+	w.Status = workloadStatus(w, snap, trims, known)
+	var requeue time.Duration
+	w.Status.Fleet, w.Status.Summary, requeue = r.fleetStatus(w, snap)
+	if w.Status.Fleet == nil {
+		if c := meta.FindStatusCondition(w.Status.Conditions, fleetv1.ReadyCondition); c != nil {
+			w.Status.Summary = c.Message
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// fleetStatus is what the Workload's pairs became (nil when nothing was generated for any), its summary,
+// and when to look again for a pair whose grace period ends.
+func (r *WorkloadReconciler) fleetStatus(w *fleetv1.Workload, snap *fleet.Snapshot) (*fleetv1.WorkloadFleet, string, time.Duration) {
+	if r.Generated == nil {
+		return nil, "", 0
+	}
+	converted, err := fleet.WorkloadFrom(w)
+	if err != nil || snap.Invalid[types.NamespacedName{Namespace: w.Namespace, Name: w.Name}] != nil {
+		return nil, "", 0
+	}
+	refs := (&fleet.Snapshot{Clusters: snap.Clusters, Workloads: []fleet.Workload{converted}}).PairRefs(fleet.Filter{})
+	names := make([]string, len(refs))
+	states := make([]*generated, len(refs))
+	missing := map[string]bool{}
+	for i, ref := range refs {
+		names[i] = ref.Name
+		if st, ok := r.Generated.lookup(ref.Name); ok {
+			states[i] = &st
+		} else {
+			missing[ref.Name] = true
+		}
+	}
+	now := r.Now()
+	since := r.Owners.set(types.NamespacedName{Namespace: w.Namespace, Name: w.Name}, names, missing, now)
+	pairs := make([]pairHealth, len(refs))
+	var requeue time.Duration
+	for i, ref := range refs {
+		pairs[i] = pairHealth{cluster: ref.Cluster.String(), object: states[i], since: since[ref.Name]}
+		if states[i] == nil {
+			if left := r.MissingGrace - now.Sub(since[ref.Name]); left > 0 && (requeue == 0 || left < requeue) {
+				requeue = left
+			}
+		}
+	}
+	out, summary := fleetHealth(pairs, now, r.MissingGrace)
+	return out, summary, requeue
 }
 
 // workloadStatus counts the ready clusters a Workload pairs with now and sets Ready; it sets

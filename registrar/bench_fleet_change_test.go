@@ -66,6 +66,10 @@ func BenchmarkFleetChange(b *testing.B) {
 	}); err != nil {
 		b.Fatal(err)
 	}
+	// FLEETBRIDGE_BENCH_GOTEMPLATE=false renders the ApplicationSets with Argo CD's fasttemplate instead
+	// of goTemplate, whose text/template clone per field is most of a reconcile's CPU.
+	goTemplate := os.Getenv("FLEETBRIDGE_BENCH_GOTEMPLATE") != "false"
+	b.Logf("ApplicationSets with goTemplate: %v", goTemplate)
 	var workloadNames []string
 	for t := 0; t < teams; t++ {
 		ns := fmt.Sprintf("team-%d", t)
@@ -87,7 +91,7 @@ func BenchmarkFleetChange(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		if err := mgmt.Client.Create(ctx, fleetAppSet(argoNS, ns)); err != nil {
+		if err := mgmt.Client.Create(ctx, fleetAppSet(argoNS, ns, goTemplate)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -296,8 +300,30 @@ func applicationVersions(tb testing.TB, ctx context.Context, namespace string) m
 	return out
 }
 
-// fleetAppSet is one team's ApplicationSet: the plugin generator over the Workloads of its namespace.
-func fleetAppSet(argoNS, team string) *unstructured.Unstructured {
+// fleetAppSet is one team's ApplicationSet: the plugin generator over the Workloads of its namespace,
+// rendered with goTemplate or with Argo CD's default fasttemplate (flattened parameters).
+func fleetAppSet(argoNS, team string, goTemplate bool) *unstructured.Unstructured {
+	if !goTemplate {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
+			"metadata": map[string]any{"namespace": argoNS, "name": team},
+			"spec": map[string]any{
+				"generators": []any{map[string]any{"plugin": map[string]any{
+					"configMapRef": map[string]any{"name": "fleetbridge-plugin"},
+					"input":        map[string]any{"parameters": map[string]any{"workloadNamespace": team}},
+				}}},
+				"syncPolicy": map[string]any{"preserveResourcesOnDeletion": true},
+				"template": map[string]any{
+					"metadata": map[string]any{"name": "{{workload.name}}-{{cluster.name}}"},
+					"spec": map[string]any{
+						"project":     "default",
+						"source":      map[string]any{"repoURL": "{{workload.repoURL}}", "path": "{{workload.path}}", "targetRevision": "{{workload.targetRevision}}"},
+						"destination": map[string]any{"name": "{{cluster.argocdName}}", "namespace": "{{workload.destinationNamespace}}"},
+					},
+				},
+			},
+		}}
+	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
 		"metadata": map[string]any{"namespace": argoNS, "name": team},

@@ -206,6 +206,23 @@ func (s *Snapshot) CountPairs(f Filter) int {
 	return n
 }
 
+// PairRef names one pair: its parameter `name` (what a template puts in the fleetbridge.io/pair label)
+// and its CAPI Cluster.
+type PairRef struct {
+	Name    string
+	Cluster types.NamespacedName
+}
+
+// PairRefs lists the pairs the filter allows, in answer order.
+func (s *Snapshot) PairRefs(f Filter) []PairRef {
+	var out []PairRef
+	_ = s.forEachPair(f, func(w *Workload, c *Cluster) error {
+		out = append(out, PairRef{Name: PairName(w.Namespace, w.Name, c.Namespace, c.Name), Cluster: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
+		return nil
+	})
+	return out
+}
+
 // forEachPair calls fn for every allowed pair in order: workloads by namespace and name, then clusters
 // by namespace, name and Registration (the snapshot keeps both sorted).
 func (s *Snapshot) forEachPair(f Filter, fn func(*Workload, *Cluster) error) error {
