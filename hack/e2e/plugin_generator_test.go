@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/fleet"
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
 )
 
@@ -87,6 +88,29 @@ func TestPluginGeneratorFansOutWorkloads(t *testing.T) {
 	expectApplicationsIn(t, ctx, pluginNS, want("eu-1"))
 	expectWorkloadStatus(t, ctx, types.NamespacedName{Namespace: "apps", Name: "guestbook"}, 1)
 
+	// The generated Applications carry the pair label. Argo CD's application controller does not run
+	// here: the test writes their status as it would, and the Workload's status.fleet follows within 5 s.
+	guestbook := types.NamespacedName{Namespace: "apps", Name: "guestbook"}
+	pair := fleet.PairName("apps", "guestbook", capiNS, "eu-1")
+	for _, status := range []struct {
+		health, message string
+		check           func(*fleetv1.WorkloadFleet, string) bool
+	}{
+		{"Degraded", "Deployment guestbook-ui exceeded its progress deadline", func(f *fleetv1.WorkloadFleet, summary string) bool {
+			return f.Degraded == 1 && f.Healthy == 0 && summary == "fleet-plugin/eu-1 Degraded: Degraded: Deployment guestbook-ui exceeded its progress deadline"
+		}},
+		{"Healthy", "", func(f *fleetv1.WorkloadFleet, summary string) bool {
+			return f.Healthy == 1 && f.Degraded == 0 && summary == "all 1 clusters healthy at 5a4b3c2d1e"
+		}},
+	} {
+		for _, name := range []string{"guestbook-eu-1-nested", "guestbook-eu-1-flat"} {
+			writeApplicationStatus(t, ctx, types.NamespacedName{Namespace: pluginNS, Name: name}, pair, status.health, status.message)
+		}
+		written := time.Now()
+		expectFleetStatus(t, ctx, guestbook, 5*time.Second, status.check)
+		t.Logf("status.fleet showed %s %.1fs after the Applications' status was written", status.health, time.Since(written).Seconds())
+	}
+
 	// A new cluster: registered, then its Applications, with the ApplicationSets' requeue untouched.
 	_, err = mgmt.AddWorkload(ctx, capiNS, "eu-2", testenv.ClusterOptions{Labels: labels("prod")})
 	must(t, err)
@@ -121,10 +145,10 @@ func TestPluginGeneratorFansOutWorkloads(t *testing.T) {
 // pluginAppSet uses fleetbridge's plugin generator; the goTemplate false variant reads flattened keys.
 func pluginAppSet(name string, goTemplate bool) *unstructured.Unstructured {
 	appName, destination := "{{ .workload.name }}-{{ .cluster.name }}-nested", "{{ .cluster.argocdName }}"
-	path, ns := "{{ .workload.path }}", "{{ .workload.destinationNamespace }}"
+	path, ns, pairLabel := "{{ .workload.path }}", "{{ .workload.destinationNamespace }}", "{{ .name }}"
 	if !goTemplate {
 		appName, destination = "{{workload.name}}-{{cluster.name}}-flat", "{{cluster.argocdName}}"
-		path, ns = "{{workload.path}}", "{{workload.destinationNamespace}}"
+		path, ns, pairLabel = "{{workload.path}}", "{{workload.destinationNamespace}}", "{{name}}"
 	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet",
@@ -137,7 +161,7 @@ func pluginAppSet(name string, goTemplate bool) *unstructured.Unstructured {
 			}}},
 			"syncPolicy": map[string]any{"preserveResourcesOnDeletion": true},
 			"template": map[string]any{
-				"metadata": map[string]any{"name": appName},
+				"metadata": map[string]any{"name": appName, "labels": map[string]any{"fleetbridge.io/pair": pairLabel}},
 				"spec": map[string]any{
 					"project":     "default",
 					"source":      map[string]any{"repoURL": "https://github.com/argoproj/argocd-example-apps", "path": path, "targetRevision": "HEAD"},
@@ -146,6 +170,40 @@ func pluginAppSet(name string, goTemplate bool) *unstructured.Unstructured {
 			},
 		},
 	}}
+}
+
+// writeApplicationStatus checks an Application carries the pair label, and writes its sync and health
+// status as Argo CD's application controller does (the Application CRD has no status subresource).
+func writeApplicationStatus(t *testing.T, ctx context.Context, key types.NamespacedName, pair, health, message string) {
+	t.Helper()
+	app := &unstructured.Unstructured{}
+	app.SetAPIVersion("argoproj.io/v1alpha1")
+	app.SetKind("Application")
+	must(t, mgmt.Client.Get(ctx, key, app))
+	if got := app.GetLabels()["fleetbridge.io/pair"]; got != pair {
+		t.Fatalf("Application %s has the pair label %q, want %q", key, got, pair)
+	}
+	h := map[string]any{"status": health}
+	if message != "" {
+		h["message"] = message
+	}
+	app.Object["status"] = map[string]any{"sync": map[string]any{"status": "Synced", "revision": "5a4b3c2d1e"}, "health": h}
+	must(t, mgmt.Client.Update(ctx, app))
+}
+
+// expectFleetStatus waits until a Workload's status.fleet and summary pass check.
+func expectFleetStatus(t *testing.T, ctx context.Context, key types.NamespacedName, within time.Duration, check func(*fleetv1.WorkloadFleet, string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var w fleetv1.Workload
+	for time.Now().Before(deadline) {
+		must(t, mgmt.Client.Get(ctx, key, &w))
+		if w.Status.Fleet != nil && check(w.Status.Fleet, w.Status.Summary) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("Workload %s: status.fleet %+v, summary %q after %s", key, w.Status.Fleet, w.Status.Summary, within)
 }
 
 func expectWorkloadStatus(t *testing.T, ctx context.Context, key types.NamespacedName, matched int32) {
