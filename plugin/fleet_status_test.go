@@ -157,7 +157,7 @@ func helmRelease(name, pairLabel string) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
 		"metadata": map[string]any{"namespace": "flux-apps", "name": name, "labels": map[string]any{PairLabel: pairLabel}},
-		"spec": map[string]any{"interval": "10m", "chartRef": map[string]any{"kind": "OCIRepository", "name": "api"}},
+		"spec":     map[string]any{"interval": "10m", "chartRef": map[string]any{"kind": "OCIRepository", "name": "api"}},
 	}}
 }
 

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fleetbridge/fleetbridge/internal/fleet"
@@ -37,8 +39,28 @@ type Refresher struct {
 	Tokens   *Tokens
 	Interval time.Duration
 	Log      logr.Logger
+	// AppSets, when set, lists the ApplicationSets from a cache that drops their status (newAppSetCache):
+	// an ApplicationSet's status lists every Application it generated, megabytes at fleet scale, and the
+	// refresher reads only the spec and annotations. Nil lists them from the API server.
+	AppSets client.Reader
 
 	answers map[types.NamespacedName]string // ApplicationSet -> hash of the pairs it got last time
+}
+
+// newAppSetCache is a cache of ApplicationSets without their status and managedFields.
+func newAppSetCache(mgr ctrl.Manager) (cache.Cache, error) {
+	return cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient: mgr.GetHTTPClient(),
+		Scheme:     mgr.GetScheme(),
+		Mapper:     mgr.GetRESTMapper(),
+		DefaultTransform: func(obj any) (any, error) {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				delete(u.Object, "status")
+				u.SetManagedFields(nil)
+			}
+			return obj, nil
+		},
+	})
 }
 
 // refreshParallelism bounds the ApplicationSet patches of one pass in flight together.
@@ -53,16 +75,20 @@ func (r *Refresher) Start(ctx context.Context) error {
 	return refreshLoop(ctx, r.Fleet, r.Interval, nil, r.Log, "could not refresh ApplicationSets", r.refresh)
 }
 
-// refreshLoop is the one shape of the nudgers (ApplicationSets, Flux input providers): pass runs at most
-// once per interval, once the fleet has synced, and only when the fleet changed (or a value arrived on
-// more, a nudger's own trigger) since the last pass that settled, so a burst of changes costs one pass.
-// A failed pass, or one that left a change for later (again), runs again at the next tick.
+// refreshLoop is the one shape of the nudgers (ApplicationSets, Flux input providers): pass runs once
+// the fleet has synced and when the fleet changed (or a value arrived on more, a nudger's own trigger)
+// since the last pass that settled, at most once per interval. The first change after a quiet interval
+// runs a pass at once; the changes that follow within the interval wait for its end and share one pass.
+// A failed pass, or one that left a change for later (again), runs again an interval later.
 func refreshLoop(ctx context.Context, f *fleet.Store, interval time.Duration, more <-chan struct{}, log logr.Logger, failure string, pass func(context.Context) (again bool, err error)) error {
 	changes := f.Subscribe()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
 	dirty := true
+	var last time.Time
 	for {
+		var due <-chan time.Time
+		if dirty {
+			due = time.After(max(0, interval-time.Since(last)))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -70,8 +96,9 @@ func refreshLoop(ctx context.Context, f *fleet.Store, interval time.Duration, mo
 			dirty = true
 		case <-more:
 			dirty = true
-		case <-tick.C:
-			if !dirty || !f.Synced() {
+		case <-due:
+			last = time.Now()
+			if !f.Synced() {
 				continue
 			}
 			again, err := pass(ctx)
@@ -92,7 +119,11 @@ func (r *Refresher) refresh(ctx context.Context) (again bool, err error) {
 	list := &unstructured.UnstructuredList{}
 	list.SetAPIVersion("argoproj.io/v1alpha1")
 	list.SetKind("ApplicationSetList")
-	if err := r.Client.List(ctx, list); err != nil {
+	reader := client.Reader(r.Client)
+	if r.AppSets != nil {
+		reader = r.AppSets
+	}
+	if err := reader.List(ctx, list); err != nil {
 		if meta.IsNoMatchError(err) {
 			return false, nil // Argo CD is not installed here.
 		}
@@ -134,8 +165,12 @@ func (r *Refresher) refresh(ctx context.Context) (again bool, err error) {
 		go func() {
 			defer func() { <-limit; wg.Done() }()
 			key := client.ObjectKeyFromObject(n.appSet)
+			target := &unstructured.Unstructured{}
+			target.SetGroupVersionKind(n.appSet.GroupVersionKind())
+			target.SetNamespace(key.Namespace)
+			target.SetName(key.Name)
 			patch := []byte(`{"metadata":{"annotations":{"` + RefreshAnnotation + `":"true"}}}`)
-			if err := r.Client.Patch(ctx, n.appSet, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			if err := r.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, patch)); err != nil {
 				r.Log.Info("could not refresh ApplicationSet", "applicationSet", key, "error", err.Error())
 				failed[i] = true
 				return

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -67,7 +68,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, e
 	if err := mgr.Add(serverRunnable{srv: srv, addr: opts.Addr}); err != nil {
 		return nil, err
 	}
-	if err := mgr.Add(&Refresher{Client: mgr.GetClient(), Fleet: store, ConfigMaps: opts.ConfigMaps, Tokens: tokens, Interval: opts.RefreshInterval, Log: log}); err != nil {
+	appSets, err := newAppSetCache(mgr)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(leaderOnly{appSets}); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(&Refresher{Client: mgr.GetClient(), AppSets: appSets, Fleet: store, ConfigMaps: opts.ConfigMaps, Tokens: tokens,
+		Interval: opts.RefreshInterval, Log: log}); err != nil {
 		return nil, err
 	}
 
@@ -156,6 +165,11 @@ func forwardWorkloadWakeups(ctx context.Context, store *fleet.Store, wake chan<-
 		}
 	}
 }
+
+// leaderOnly runs a cache that only the leader's runnables read.
+type leaderOnly struct{ cache.Cache }
+
+func (leaderOnly) NeedLeaderElection() bool { return true }
 
 // serverRunnable runs the HTTP server on every replica: answering does not need leadership.
 type serverRunnable struct {
