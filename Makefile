@@ -142,7 +142,7 @@ $(FLUX_OPERATOR_STAMP): hack/flux-operator/go.mod $(FLUX_OPERATOR_SRC)/.stamp-$(
 	touch $@
 
 .PHONY: test
-test: envtest-assets argocd-bin argocd-v3-bin flux-operator-bin build ## Unit, envtest integration (-race), Argo CD conformance, and end-to-end tests against Argo CD 2.x and 3.x; the README's test command.
+test: envtest-assets argocd-bin argocd-v3-bin flux-operator-bin chromium build ## Unit, envtest integration (-race), Argo CD conformance, and end-to-end tests against Argo CD 2.x and 3.x; the README's test command.
 	rm -rf $(FIXTURES) && mkdir -p $(FIXTURES)
 	FLEETBRIDGE_FIXTURES=$(FIXTURES) go test -race -count=1 -timeout 30m ./...
 	capi=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/cluster-api) && test -n "$$capi" && \
@@ -151,6 +151,10 @@ test: envtest-assets argocd-bin argocd-v3-bin flux-operator-bin build ## Unit, e
 		go test -count=1 ./...
 	ARGOCD_BINARY=$(ARGOCD_V3_BIN) ARGOCD_MODULE_ROOT=hack/argocd-v3 ARGOCD_MODULE=github.com/argoproj/argo-cd/v3 \
 		go test -count=1 ./hack/e2e/
+
+.PHONY: chromium
+chromium: ## Install Debian's chromium, which the fleet page's browser test drives, when it is missing.
+	@command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 .PHONY: bench
 bench: envtest-assets argocd-bin argocd-v3-bin build ## Every benchmark of docs/performance.md in one run (about an hour); results in bin/bench/.

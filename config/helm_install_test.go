@@ -315,6 +315,8 @@ func localArgs(t *testing.T, ctx context.Context, d *unstructured.Unstructured, 
 		switch name, _, _ := strings.Cut(a, "="); name {
 		case "--metrics-bind-address", "--health-probe-bind-address":
 			a = name + "=0"
+		case "--fleet-page-bind-address":
+			a = name + "=" + testenv.FreeAddr(t)
 		case "--plugin-bind-address":
 			plugin = testenv.FreeAddr(t)
 			a = name + "=" + plugin

@@ -26,8 +26,9 @@ argocd_v3=(ARGOCD_BINARY="$PWD/bin/argocd-v3" ARGOCD_MODULE_ROOT=hack/argocd-v3 
 echo "== token rotation: ApplicationSet reconciles that renewals cause (Argo CD v3.5.7's real controller, 1,000 Clusters, 1h and 24h TTL), renewal windows against the clock-driven scheme"
 env "${argocd_v3[@]}" FLEETBRIDGE_BINARY=bin/fleetbridge go test -run '^$' -bench 'Rotation' -benchtime=1x -count=1 -timeout 60m ./registrar/ | tee "$out/rotation.txt"
 
-echo "== fleet change at scale: a new Cluster's Applications among 1,000 Clusters x 20 Workloads (Argo CD v3.5.7's real controller)"
+echo "== fleet change at scale: a new Cluster's Applications among 1,000 Clusters x 20 Workloads (Argo CD v3.5.7's real controller), with goTemplate and with fasttemplate"
 env "${argocd_v3[@]}" FLEETBRIDGE_BINARY=bin/fleetbridge go test -run '^$' -bench 'FleetChange' -benchtime=1x -count=1 -timeout 90m ./registrar/ | tee "$out/fleet-change.txt"
+env "${argocd_v3[@]}" FLEETBRIDGE_BINARY=bin/fleetbridge FLEETBRIDGE_BENCH_GOTEMPLATE=false go test -run '^$' -bench 'FleetChange' -benchtime=1x -count=1 -timeout 90m ./registrar/ | tee "$out/fleet-change-fasttemplate.txt"
 
 echo "== fleet change to Application (the real ApplicationSet controller, plugin generator, default requeue)"
 go test -count=1 -v -run TestPluginGeneratorFansOutWorkloads ./hack/e2e/ | grep -E "newly ready|^(ok|FAIL|---)" | tee "$out/e2e.txt"
@@ -51,7 +52,7 @@ awk '
       if (part[1] ~ /^BenchmarkRotation/ && part[2] == "reconciles/hour")
         printf "%s: %.1f rotation reconciles/hour with renewal windows (%.2f windows/hour, %.1f reconciles each, writes within %.1f s), %.0f with the clock-driven scheme\n", part[1], m[part[1], "reconciles/hour"], m[part[1], "windows/hour"], m[part[1], "reconciles/window"], m[part[1], "window-writes-s"], m[part[1], "clock-driven-reconciles/hour"]
       if (part[1] ~ /^BenchmarkFleetChange/ && part[2] == "s-to-applications")
-        printf "fleet change at 1,000 x 20: Applications after %.1f s (Secret %.2f s, refresh %.2f s, plugin answer %.3f s, ApplicationSet reconcile %.1f s)\n", m[part[1], "s-to-applications"], m[part[1], "s-to-secret"], m[part[1], "s-to-refresh"], m[part[1], "plugin-answer-s"], m[part[1], "appset-reconcile-s"]
+        printf "%s at 1,000 x 20: Applications after %.1f s (Secret %.2f s, refresh %.2f s, plugin answer %.3f s, ApplicationSet reconcile %.1f s)\n", part[1], m[part[1], "s-to-applications"], m[part[1], "s-to-secret"], m[part[1], "s-to-refresh"], m[part[1], "plugin-answer-s"], m[part[1], "appset-reconcile-s"]
     }
     for (n in m) {
       split(n, part, SUBSEP)

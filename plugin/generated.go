@@ -78,8 +78,8 @@ func newGeneratedObjects(mgr ctrl.Manager, log logr.Logger) (*generatedObjects, 
 		watched: map[schema.GroupVersionKind]bool{}}, nil
 }
 
-// NeedLeaderElection: every replica that writes Workload status reads it; only the leader does.
-func (g *generatedObjects) NeedLeaderElection() bool { return true }
+// NeedLeaderElection: the leader's Workload controller and every replica's fleet page read it.
+func (g *generatedObjects) NeedLeaderElection() bool { return false }
 
 // Start runs the cache and watches each kind whose CRD exists, looking again every 30 s for the others.
 func (g *generatedObjects) Start(ctx context.Context) error {
@@ -227,6 +227,12 @@ func drop(m map[string]map[objectKey]bool, k string, key objectKey) {
 // named like it. Two labelled objects (a pair generated twice) report the first by kind, namespace and
 // name.
 func (g *generatedObjects) lookup(pair string) (generated, bool) {
+	state, _, ok := g.lookupObject(pair)
+	return state, ok
+}
+
+// lookupObject is lookup, with the object it found.
+func (g *generatedObjects) lookupObject(pair string) (generated, objectKey, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, set := range []map[objectKey]bool{g.byPair[pair], g.byName[pair]} {
@@ -238,10 +244,10 @@ func (g *generatedObjects) lookup(pair string) (generated, bool) {
 			}
 		}
 		if first != nil {
-			return g.objects[*first].state, true
+			return g.objects[*first].state, *first, true
 		}
 	}
-	return generated{}, false
+	return generated{}, objectKey{}, false
 }
 
 // stateOf reads the state of a generated object (kept by keepPairState).
@@ -362,6 +368,16 @@ func (w *workloadOfPair) set(workload types.NamespacedName, pairs []string, miss
 		since[p] = w.missingSince[p]
 	}
 	return since
+}
+
+// missingSinceOf is when a pair was first seen with nothing generated for it (now when it was not).
+func (w *workloadOfPair) missingSinceOf(pair string, now time.Time) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if t, ok := w.missingSince[pair]; ok {
+		return t
+	}
+	return now
 }
 
 func (w *workloadOfPair) get(pair string) (types.NamespacedName, bool) {

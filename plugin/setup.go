@@ -42,6 +42,10 @@ type Options struct {
 	// MissingGrace is how long a pair may have nothing generated for it before Workload status counts it
 	// Missing (0: DefaultMissingGrace).
 	MissingGrace time.Duration
+	// PageAddr is the fleet page's listen address ("" serves none).
+	PageAddr string
+	// ArgoCDURL is Argo CD's UI, for the page's links to Applications ("" links nowhere).
+	ArgoCDURL string
 }
 
 // The plugin lists and watches owned Secrets as metadata only (fleet.SecretMetadata); RBAC cannot grant
@@ -115,6 +119,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, e
 	if grace == 0 {
 		grace = DefaultMissingGrace
 	}
+	if opts.PageAddr != "" {
+		page, err := NewPageServer(store, generatedObjs, owners, grace, opts.ArgoCDURL, log.WithName("page"))
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(pageRunnable{srv: page, addr: opts.PageAddr}); err != nil {
+			return nil, err
+		}
+	}
 	return store, ctrl.NewControllerManagedBy(mgr).
 		Named("workload").
 		For(&fleetv1.Workload{}).
@@ -165,6 +178,15 @@ func forwardWorkloadWakeups(ctx context.Context, store *fleet.Store, wake chan<-
 		}
 	}
 }
+
+// pageRunnable serves the fleet page on every replica.
+type pageRunnable struct {
+	srv  *PageServer
+	addr string
+}
+
+func (p pageRunnable) Start(ctx context.Context) error { return p.srv.Run(ctx, p.addr) }
+func (p pageRunnable) NeedLeaderElection() bool        { return false }
 
 // leaderOnly runs a cache that only the leader's runnables read.
 type leaderOnly struct{ cache.Cache }

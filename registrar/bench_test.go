@@ -421,7 +421,7 @@ func BenchmarkPeakRSS(b *testing.B) {
 				argoNS := "argocd-" + name
 				benchRegistration(b, ctx, f, name, argoNS, fleetv1.CredentialsKubeconfig)
 				metricsAddr := testenv.FreeAddr(b)
-				args := append([]string{"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0"}, variant.args...)
+				args := append([]string{"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0", "--fleet-page-bind-address="}, variant.args...)
 				cmd := exec.Command(bin, args...)
 				cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath, "FLEETBRIDGE_PLUGIN_TOKEN=bench-token")
 				logs, err := os.Create(filepath.Join(b.TempDir(), "fleetbridge.log"))

@@ -76,6 +76,8 @@ func run() error {
 	flag.StringVar(&pluginConfigMaps, "plugin-configmaps", "fleetbridge-plugin", "Comma-separated Argo CD plugin ConfigMaps that point at this server, each name or name=tenant (the tenant whose token it carries), for the ApplicationSet refresher.")
 	flag.Int64Var(&pluginOpts.MaxAnswerBytes, "max-answer-bytes", 0, "Largest plugin answer in bytes, refused before it is built; 0 means a quarter of --memory-limit, or 256 MiB without one.")
 	flag.StringVar(&pluginFluxURLs, "plugin-flux-urls", "", "Comma-separated base URLs (http(s)://host[:port][/prefix]) at which Flux Operator reaches the plugin server, such as its Service's in-cluster names; ResourceSetInputProviders polling <base>/api/v1/flux/inputs are refreshed when their answer changes and warned about when it is over their spec.filter.limit.")
+	flag.StringVar(&pluginOpts.PageAddr, "fleet-page-bind-address", "127.0.0.1:8092", "Listen address of the read-only fleet page (loopback: reach it with kubectl port-forward); empty serves none.")
+	flag.StringVar(&pluginOpts.ArgoCDURL, "argocd-url", "", "Argo CD's UI URL, for the fleet page's links to Applications; empty links nowhere.")
 	flag.DurationVar(&pluginOpts.RefreshInterval, "plugin-refresh-interval", 2*time.Second, "Shortest time between two refresh passes (ApplicationSets, Flux ResourceSetInputProviders).")
 	flag.Float64Var(&kubeQPS, "kube-api-qps", 200, "Client QPS towards the management API server.")
 	flag.IntVar(&kubeBurst, "kube-api-burst", 400, "Client burst towards the management API server.")

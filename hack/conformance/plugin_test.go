@@ -174,7 +174,7 @@ func startFleetbridge(t *testing.T, env *envtest.Environment) string {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	cmd := exec.Command(bin, "--enable-registrar=false", "--plugin-bind-address="+addr,
-		"--metrics-bind-address=0", "--health-probe-bind-address=0")
+		"--metrics-bind-address=0", "--health-probe-bind-address=0", "--fleet-page-bind-address=")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+path, "FLEETBRIDGE_PLUGIN_TOKEN="+pluginToken)
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -37,7 +37,8 @@ func TestDemoPrintsTheFleetWithoutCredentials(t *testing.T) {
 	pluginAddr := testenv.FreeAddr(t)
 	cmd := exec.CommandContext(ctx, demoBin, "--exit-after-print", "--timeout=2m",
 		"--fleetbridge-binary="+fleetbridgeBin, "--plugin-bind-address="+pluginAddr,
-		"--metrics-bind-address="+testenv.FreeAddr(t), "--health-probe-bind-address="+testenv.FreeAddr(t))
+		"--metrics-bind-address="+testenv.FreeAddr(t), "--health-probe-bind-address="+testenv.FreeAddr(t),
+		"--fleet-page-bind-address="+testenv.FreeAddr(t))
 	// On timeout the demo gets SIGTERM, as from Ctrl-C, so it still stops its API servers.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = time.Minute

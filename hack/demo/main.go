@@ -27,7 +27,7 @@ import (
 
 type options struct {
 	binary                             string
-	pluginAddr, metricsAddr, probeAddr string
+	pluginAddr, metricsAddr, probeAddr, pageAddr string
 	exitAfterPrint                     bool
 	timeout                            time.Duration
 }
@@ -40,6 +40,7 @@ func main() {
 	flag.StringVar(&opts.pluginAddr, "plugin-bind-address", "127.0.0.1:8090", "Address of fleetbridge's plugin server.")
 	flag.StringVar(&opts.metricsAddr, "metrics-bind-address", "127.0.0.1:8080", "Address of fleetbridge's metrics endpoint.")
 	flag.StringVar(&opts.probeAddr, "health-probe-bind-address", "127.0.0.1:8081", "Address of fleetbridge's /healthz and /readyz endpoints.")
+	flag.StringVar(&opts.pageAddr, "fleet-page-bind-address", "127.0.0.1:8092", "Address of fleetbridge's fleet page.")
 	flag.BoolVar(&opts.exitAfterPrint, "exit-after-print", false, "Print, clean up and exit instead of waiting for Ctrl-C (for tests).")
 	flag.DurationVar(&opts.timeout, "timeout", 2*time.Minute, "How long to wait for fleetbridge to register the demo fleet.")
 	flag.Parse()
@@ -68,6 +69,7 @@ func run(ctx context.Context, opts options) error {
 	// fleetbridge would exit on a taken port, and the demo would only notice at its timeout.
 	for _, l := range []struct{ flag, addr string }{
 		{"plugin-bind-address", opts.pluginAddr}, {"metrics-bind-address", opts.metricsAddr}, {"health-probe-bind-address", opts.probeAddr},
+		{"fleet-page-bind-address", opts.pageAddr},
 	} {
 		if err := checkFree(l.flag, l.addr); err != nil {
 			return err
@@ -103,6 +105,7 @@ func run(ctx context.Context, opts options) error {
 		"--plugin-bind-address=" + opts.pluginAddr,
 		"--metrics-bind-address=" + opts.metricsAddr,
 		"--health-probe-bind-address=" + opts.probeAddr,
+		"--fleet-page-bind-address=" + opts.pageAddr,
 	}, []string{"KUBECONFIG=" + files.kubeconfig, "FLEETBRIDGE_PLUGIN_TOKEN=" + token})
 	if err != nil {
 		return err

@@ -201,6 +201,7 @@ func (r *report) tryIt(plugin pluginClient, opts options, files accessFiles) {
 	fmt.Fprintf(r, "  curl -s %s '%s/api/v1/flux/inputs?clusterSelector=region%%3Deu'\n", bearer, plugin.baseURL)
 	fmt.Fprintf(r, "Metrics:  %s\n", endpoint(opts.metricsAddr, "/metrics", " | grep ^fleetbridge_"))
 	fmt.Fprintf(r, "Health:   %s\n", endpoint(opts.probeAddr, "/readyz", ""))
+	fmt.Fprintf(r, "Fleet page (what runs where): http://%s/\n", opts.pageAddr)
 	fmt.Fprintf(r, "The management API server:\n  export KUBECONFIG=%s\n", files.kubeconfig)
 	fmt.Fprintf(r, "  kubectl get registrations,workloads -A\n  kubectl get secrets -n %s -l %s=%s\n\n",
 		argoNamespace, argocd.SecretTypeLabel, argocd.SecretTypeCluster)

@@ -72,7 +72,8 @@ func startFleetbridge(t *testing.T, pluginAddr string, args ...string) *testenv.
 	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args = append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--plugin-bind-address=" + pluginAddr}, args...)
+	args = append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0", "--plugin-bind-address=" + pluginAddr,
+		"--fleet-page-bind-address=" + testenv.FreeAddr(t)}, args...)
 	p, err := testenv.StartProcess(fleetbridgeBin, args, []string{"KUBECONFIG=" + path, "FLEETBRIDGE_PLUGIN_TOKEN=" + pluginToken})
 	if err != nil {
 		t.Fatal(err)

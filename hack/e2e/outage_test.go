@@ -307,9 +307,15 @@ func applicationLabel(t *testing.T, ctx context.Context, name, key string) strin
 
 func argoSecretsOf(t *testing.T, ctx context.Context, cluster string) []corev1.Secret {
 	t.Helper()
+	return argoSecretsOfIn(t, ctx, outageArgoNS, outageCAPINS, cluster)
+}
+
+// argoSecretsOfIn are the owned Argo CD Secrets in argoNS of the CAPI Cluster capiNS/cluster.
+func argoSecretsOfIn(t *testing.T, ctx context.Context, argoNS, capiNS, cluster string) []corev1.Secret {
+	t.Helper()
 	list := &corev1.SecretList{}
-	must(t, mgmt.Client.List(ctx, list, client.InNamespace(outageArgoNS), client.MatchingLabels{
-		owned.LabelClusterNamespace: outageCAPINS, owned.LabelClusterName: cluster, owned.LabelOutput: owned.OutputArgoCD,
+	must(t, mgmt.Client.List(ctx, list, client.InNamespace(argoNS), client.MatchingLabels{
+		owned.LabelClusterNamespace: capiNS, owned.LabelClusterName: cluster, owned.LabelOutput: owned.OutputArgoCD,
 	}))
 	return list.Items
 }

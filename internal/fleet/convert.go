@@ -36,7 +36,7 @@ func ClusterFromSecret(s metav1.Object, capi *clusterv1.Cluster) (Cluster, bool)
 	c := Cluster{
 		Name: rec.Cluster.Name, Namespace: rec.Cluster.Namespace, Registration: rec.Registration,
 		KubernetesVersion: rec.KubernetesVersion, Ready: rec.Reachable, Server: rec.Server, ArgoCDName: rec.ArgoCDName,
-		Labels: map[string]string{}, Incomplete: incomplete,
+		Labels: map[string]string{}, Incomplete: incomplete, TokenExpiresAt: rec.TokenExpiresAt,
 	}
 	labels := s.GetLabels()
 	if capi != nil {

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"slices"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,6 +20,9 @@ type Cluster struct {
 	Ready             bool              `json:"ready"`
 	// Registration that registered it (not serialised: callers filter on it).
 	Registration string `json:"-"`
+	// TokenExpiresAt is when the credential its outputs carry expires (zero when unknown or not a
+	// minted token); the fleet page shows it, answers do not carry it.
+	TokenExpiresAt time.Time `json:"-"`
 	// Incomplete is set while its Secret lacks the server or Argo CD name annotations (written by an
 	// older registrar): an answer holding it is refused with ErrIncomplete.
 	Incomplete bool `json:"-"`
