@@ -26,10 +26,10 @@ import (
 )
 
 type options struct {
-	binary                             string
+	binary                                       string
 	pluginAddr, metricsAddr, probeAddr, pageAddr string
-	exitAfterPrint                     bool
-	timeout                            time.Duration
+	exitAfterPrint                               bool
+	timeout                                      time.Duration
 }
 
 func main() {

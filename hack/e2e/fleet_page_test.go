@@ -120,7 +120,9 @@ func TestFleetPageInChromium(t *testing.T) {
 	})
 	marked := time.Now()
 	row := fmt.Sprintf(`(() => { const r = document.querySelector('tr[data-cluster="%s/edge-2"]'); return r ? r.className + " | " + r.cells[0].textContent : ""; })()`, capiNS)
-	waitJS("edge-2's row unreachable", row, 5*time.Second, func(s string) bool { return strings.HasPrefix(s, "unreachable | ") && strings.Contains(s, "unreachable") })
+	waitJS("edge-2's row unreachable", row, 5*time.Second, func(s string) bool {
+		return strings.HasPrefix(s, "unreachable | ") && strings.Contains(s, "unreachable")
+	})
 	t.Logf("the page showed edge-2 unreachable %.1fs after the registrar marked it", time.Since(marked).Seconds())
 
 	// The cluster view, opened from the grid.
