@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
+	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/fleet"
 )
 
@@ -39,6 +40,7 @@ const (
 // default, reached with kubectl port-forward, so Kubernetes RBAC decides who may open it.
 type PageServer struct {
 	fleet     Fleet
+	regs      registrationLookup
 	generated *generatedObjects
 	owners    *workloadOfPair
 	grace     time.Duration
@@ -50,14 +52,19 @@ type PageServer struct {
 	pages   *template.Template
 }
 
+// registrationLookup says what a Registration reports of one of its clusters (fleet.Store does).
+type registrationLookup interface {
+	RegistrationOf(name string, cluster types.NamespacedName) (mode, reason, message string, ok bool)
+}
+
 // NewPageServer builds the page server and its routes.
-func NewPageServer(f Fleet, generated *generatedObjects, owners *workloadOfPair, grace time.Duration, argoURL string, log logr.Logger) (*PageServer, error) {
+func NewPageServer(f Fleet, regs registrationLookup, generated *generatedObjects, owners *workloadOfPair, grace time.Duration, argoURL string, log logr.Logger) (*PageServer, error) {
 	gin.SetMode(gin.ReleaseMode)
 	pages, err := template.New("pages").Funcs(template.FuncMap{"stateClass": strings.ToLower, "inc": func(i int) int { return i + 1 }}).ParseFS(pageFiles, "page/*.html")
 	if err != nil {
 		return nil, err
 	}
-	s := &PageServer{fleet: f, generated: generated, owners: owners, grace: grace, now: time.Now,
+	s := &PageServer{fleet: f, regs: regs, generated: generated, owners: owners, grace: grace, now: time.Now,
 		argoURL: strings.TrimSuffix(argoURL, "/"), log: log, engine: gin.New(), pages: pages}
 	s.routes()
 	return s, nil
@@ -74,9 +81,11 @@ func (s *PageServer) routes() {
 	e.StaticFS("/assets", http.FS(assets))
 	e.GET("/", s.synced, s.handleGridPage)
 	e.GET("/clusters/:namespace/:name", s.synced, s.handleClusterPage)
+	e.GET("/workloads/:namespace/:name", s.synced, s.handleWorkloadPage)
 	api := e.Group("/api/v1", s.synced)
 	api.GET("/grid", s.handleGrid)
 	api.GET("/clusters/:namespace/:name", s.handleCluster)
+	api.GET("/workloads/:namespace/:name", s.handleWorkload)
 }
 
 // synced answers 503 until the fleet caches have synced: a page of an incomplete fleet would mislead.
@@ -258,17 +267,28 @@ func (s *PageServer) handleGridPage(c *gin.Context) {
 
 // ClusterView is one cluster's page.
 type ClusterView struct {
-	Namespace         string     `json:"namespace"`
-	Name              string     `json:"name"`
-	Labels            []string   `json:"labels"`
-	KubernetesVersion string     `json:"kubernetesVersion,omitempty"`
-	Server            string     `json:"server"`
-	ArgoCDName        string     `json:"argocdName,omitempty"`
-	Registrations     []string   `json:"registrations"`
-	Ready             bool       `json:"ready"`
-	State             string     `json:"state"`
-	TokenExpiresAt    *time.Time `json:"tokenExpiresAt,omitempty"`
-	Pairs             []PairView `json:"pairs"`
+	Namespace         string   `json:"namespace"`
+	Name              string   `json:"name"`
+	Labels            []string `json:"labels"`
+	KubernetesVersion string   `json:"kubernetesVersion,omitempty"`
+	Server            string   `json:"server"`
+	ArgoCDName        string   `json:"argocdName,omitempty"`
+	// Ready: the API server answered the registrar's last probe. The probe's time is not recorded:
+	// writing it would cost a write of every output at every probe.
+	Ready          bool               `json:"ready"`
+	State          string             `json:"state"`
+	Registrations  []RegistrationView `json:"registrations"`
+	TokenExpiresAt *time.Time         `json:"tokenExpiresAt,omitempty"`
+	Pairs          []PairView         `json:"pairs"`
+}
+
+// RegistrationView is one Registration of a cluster: its credentials mode and, when its status lists
+// the cluster as failing, why.
+type RegistrationView struct {
+	Name            string `json:"name"`
+	CredentialsMode string `json:"credentialsMode,omitempty"`
+	Reason          string `json:"reason,omitempty"`
+	Message         string `json:"message,omitempty"`
 }
 
 // PairView is one Workload on a cluster's page.
@@ -292,13 +312,20 @@ func (s *PageServer) clusterView(snap *fleet.Snapshot, key types.NamespacedName)
 	v = ClusterView{Namespace: key.Namespace, Name: key.Name, Labels: labelList(first.Labels), KubernetesVersion: first.KubernetesVersion,
 		Server: first.Server, ArgoCDName: first.ArgoCDName, Ready: first.Ready, State: "Registered"}
 	for _, c := range entries {
-		v.Registrations = append(v.Registrations, c.Registration)
+		rv := RegistrationView{Name: c.Registration}
+		if s.regs != nil {
+			rv.CredentialsMode, rv.Reason, rv.Message, _ = s.regs.RegistrationOf(c.Registration, key)
+		}
+		if rv.Reason != "" && v.State == "Registered" {
+			v.State = "Failing: " + rv.Reason
+		}
+		v.Registrations = append(v.Registrations, rv)
 		if !c.TokenExpiresAt.IsZero() && (v.TokenExpiresAt == nil || c.TokenExpiresAt.Before(*v.TokenExpiresAt)) {
 			t := c.TokenExpiresAt
 			v.TokenExpiresAt = &t
 		}
 	}
-	if !first.Ready {
+	if !first.Ready && v.State == "Registered" {
 		v.State = "Unreachable at the last probe"
 	}
 	now := s.now()
@@ -327,6 +354,82 @@ func (s *PageServer) handleClusterPage(c *gin.Context) {
 		return
 	}
 	s.render(c, "cluster.html", v)
+}
+
+// WorkloadView is one Workload's page: each cluster it pairs with, the state there and the overrides
+// that matched, with the revision spread and the clusters that are not healthy.
+type WorkloadView struct {
+	Namespace string                 `json:"namespace"`
+	Name      string                 `json:"name"`
+	Fleet     *fleetv1.WorkloadFleet `json:"fleet,omitempty"`
+	Summary   string                 `json:"summary,omitempty"`
+	// Overrides are the spec's overrides, by index, as selectors.
+	Overrides []string          `json:"overrides,omitempty"`
+	Clusters  []WorkloadCluster `json:"clusters"`
+}
+
+// WorkloadCluster is one cluster on a Workload's page.
+type WorkloadCluster struct {
+	Cluster string `json:"cluster"`
+	Cell
+	// Overrides are the indexes of the overrides whose selector matched the cluster, in order.
+	Overrides []int `json:"overrides,omitempty"`
+}
+
+func (s *PageServer) workloadView(snap *fleet.Snapshot, key types.NamespacedName) (WorkloadView, error) {
+	v := WorkloadView{Namespace: key.Namespace, Name: key.Name}
+	var w *fleet.Workload
+	for i := range snap.Workloads {
+		if snap.Workloads[i].Namespace == key.Namespace && snap.Workloads[i].Name == key.Name {
+			w = &snap.Workloads[i]
+		}
+	}
+	if w == nil {
+		return v, newError(kindNotFound, "no Workload "+key.String())
+	}
+	for _, o := range w.Overrides {
+		v.Overrides = append(v.Overrides, o.Selector.String())
+	}
+	clusters := map[types.NamespacedName]fleet.Cluster{}
+	for _, c := range snap.Clusters {
+		clusters[types.NamespacedName{Namespace: c.Namespace, Name: c.Name}] = c
+	}
+	now := s.now()
+	var pairs []pairHealth
+	for _, ref := range (&fleet.Snapshot{Clusters: snap.Clusters, Workloads: []fleet.Workload{*w}}).PairRefs(fleet.Filter{}) {
+		row := WorkloadCluster{Cluster: ref.Cluster.String(), Cell: s.cell(ref.Name, now)}
+		for i, o := range w.Overrides {
+			if o.Selector.Matches(labels.Set(clusters[ref.Cluster].Labels)) {
+				row.Overrides = append(row.Overrides, i)
+			}
+		}
+		v.Clusters = append(v.Clusters, row)
+		p := pairHealth{cluster: ref.Cluster.String(), since: s.owners.missingSinceOf(ref.Name, now)}
+		if obj, found := s.generated.lookup(ref.Name); found {
+			p.object = &obj
+		}
+		pairs = append(pairs, p)
+	}
+	v.Fleet, v.Summary = fleetHealth(pairs, now, s.grace)
+	return v, nil
+}
+
+func (s *PageServer) handleWorkload(c *gin.Context) {
+	v, err := s.workloadView(s.fleet.Snapshot(), types.NamespacedName{Namespace: c.Param("namespace"), Name: c.Param("name")})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, v)
+}
+
+func (s *PageServer) handleWorkloadPage(c *gin.Context) {
+	v, err := s.workloadView(s.fleet.Snapshot(), types.NamespacedName{Namespace: c.Param("namespace"), Name: c.Param("name")})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.render(c, "workload.html", v)
 }
 
 func (s *PageServer) render(c *gin.Context, name string, data any) {

@@ -120,7 +120,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, e
 		grace = DefaultMissingGrace
 	}
 	if opts.PageAddr != "" {
-		page, err := NewPageServer(store, generatedObjs, owners, grace, opts.ArgoCDURL, log.WithName("page"))
+		page, err := NewPageServer(store, store, generatedObjs, owners, grace, opts.ArgoCDURL, log.WithName("page"))
 		if err != nil {
 			return nil, err
 		}

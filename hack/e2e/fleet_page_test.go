@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -44,7 +45,7 @@ func TestFleetPageInChromium(t *testing.T) {
 		},
 	}))
 	for _, name := range []string{"api", "web"} {
-		must(t, c.Create(ctx, &fleetv1.Workload{
+		w := &fleetv1.Workload{
 			ObjectMeta: metav1.ObjectMeta{Namespace: appsNS, Name: name},
 			Spec: fleetv1.WorkloadSpec{
 				ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"e2e": "page"}},
@@ -52,7 +53,12 @@ func TestFleetPageInChromium(t *testing.T) {
 				Source:          fleetv1.WorkloadSource{RepoURL: "https://git.example.com/" + name, Path: "deploy", TargetRevision: "main"},
 				Destination:     fleetv1.WorkloadDestination{Namespace: name},
 			},
-		}))
+		}
+		if name == "web" {
+			w.Spec.Overrides = []fleetv1.WorkloadOverride{{ClusterSelector: metav1.LabelSelector{MatchLabels: map[string]string{"region": "eu"}},
+				Values: &apiextensionsv1.JSON{Raw: []byte(`{"replicas": 3}`)}}}
+		}
+		must(t, c.Create(ctx, w))
 	}
 	// web runs healthy on edge-1 and degraded on edge-2; api has an Application on edge-1 only.
 	for _, a := range []struct{ workload, cluster, health, message string }{
@@ -129,12 +135,27 @@ func TestFleetPageInChromium(t *testing.T) {
 	must(t, chromedp.Do(browser, chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-cluster="%s/edge-1"] th a`, capiNS)))))
 	view := waitJS("edge-1's view", `document.getElementById("cluster") ? document.getElementById("cluster").innerText : ""`, 10*time.Second,
 		func(s string) bool { return strings.Contains(s, "page-fleet") })
-	for _, want := range []string{"Registered", "v1.", "region=eu", "Token expires"} {
+	for _, want := range []string{"Registered", "v1.", "region=eu", "Token expires", "page-fleet (credentials: ServiceAccountToken)", "the API server answered"} {
 		if !strings.Contains(view, want) {
 			t.Fatalf("the cluster view lacks %q:\n%s", want, view)
 		}
 	}
 	screenshot(t, browser, "fleet-page-cluster.png")
+
+	// The Workload view, opened from the grid's column: the clusters' states, the overrides that
+	// matched, the revisions and the clusters that are not healthy.
+	must(t, chromedp.Do(browser, chromedp.Navigate("http://"+pageAddr+"/")))
+	must(t, chromedp.Do(browser, chromedp.Click(chromedp.CSS(`th.workload a[href="/workloads/`+appsNS+`/web"]`))))
+	summary := waitJS("web's view", `document.getElementById("summary") ? document.getElementById("summary").innerText : ""`, 10*time.Second,
+		func(s string) bool { return strings.HasPrefix(s, capiNS+"/edge-2 Degraded") })
+	var rows string
+	rows, err = chromedp.Run(browser, chromedp.Evaluate[string](`[...document.querySelectorAll("#clusters tbody tr")].map(r => r.innerText.replace(/\t/g, " | ")).join("\n")`))
+	must(t, err)
+	for _, want := range []string{capiNS + "/edge-1 | Healthy | 0f1e2d3c | #0", capiNS + "/edge-2 | Degraded | 0f1e2d3c | #0"} {
+		if !strings.Contains(rows, want) {
+			t.Fatalf("web's view (%q) lacks the row %q:\n%s", summary, want, rows)
+		}
+	}
 }
 
 // startChromium starts headless Chromium (Debian's package, found on PATH) for chromedp.

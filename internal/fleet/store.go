@@ -210,6 +210,27 @@ func (s *Store) bump() {
 	}
 }
 
+// RegistrationOf is what a Registration says of one of its clusters: its credentials mode and, when it
+// lists the cluster among its failures, the reason and message. ok is false for an unknown Registration.
+func (s *Store) RegistrationOf(name string, cluster types.NamespacedName) (mode, reason, message string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	reg := s.registrations[name]
+	if reg == nil {
+		return "", "", "", false
+	}
+	mode = string(reg.Spec.Credentials.Mode)
+	if mode == "" {
+		mode = string(fleetv1.CredentialsServiceAccountToken)
+	}
+	for _, f := range reg.Status.Failures {
+		if f.Namespace == cluster.Namespace && f.Name == cluster.Name {
+			return mode, f.Reason, f.Message, true
+		}
+	}
+	return mode, "", "", true
+}
+
 // Snapshot returns the current fleet, rebuilding it only if something changed since the last call.
 func (s *Store) Snapshot() *Snapshot {
 	s.mu.Lock()

@@ -20,7 +20,14 @@
     table.dataset.version = grid.version;
     const head = document.createElement("tr");
     head.append(text("th", "Cluster"), text("th", "Version"));
-    for (const w of grid.workloads) head.append(text("th", w.namespace + "/" + w.name, "workload"));
+    for (const w of grid.workloads) {
+      const th = text("th", "", "workload");
+      const a = text("a", w.namespace + "/" + w.name);
+      a.href = "/workloads/" + encodeURIComponent(w.namespace) + "/" + encodeURIComponent(w.name);
+      th.title = w.namespace + "/" + w.name;
+      th.append(a);
+      head.append(th);
+    }
     table.tHead.replaceChildren(head);
     const rows = [];
     for (const c of grid.clusters) {
