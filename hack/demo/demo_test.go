@@ -34,11 +34,11 @@ func TestDemoPrintsTheFleetWithoutCredentials(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	pluginAddr := testenv.FreeAddr(t)
+	pluginAddr, pageAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cmd := exec.CommandContext(ctx, demoBin, "--exit-after-print", "--timeout=2m",
 		"--fleetbridge-binary="+fleetbridgeBin, "--plugin-bind-address="+pluginAddr,
 		"--metrics-bind-address="+testenv.FreeAddr(t), "--health-probe-bind-address="+testenv.FreeAddr(t),
-		"--fleet-page-bind-address="+testenv.FreeAddr(t))
+		"--fleet-page-bind-address="+pageAddr)
 	// On timeout the demo gets SIGTERM, as from Ctrl-C, so it still stops its API servers.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = time.Minute
@@ -51,6 +51,9 @@ func TestDemoPrintsTheFleetWithoutCredentials(t *testing.T) {
 	want := []string{
 		"Argo CD cluster Secrets", "Flux kubeconfig Secrets", "<redacted>", `"parameters"`,
 		"http://" + pluginAddr + "/api/v1/getparams.execute", "/metrics", "export KUBECONFIG=",
+		"Fleet page (what runs where): http://" + pageAddr + "/",
+		"fleet/edge-us Degraded: Degraded: Deployment podinfo exceeded its progress deadline",
+		"all 2 clusters healthy at 6.8.0",
 	}
 	for _, c := range demoClusters {
 		want = append(want,

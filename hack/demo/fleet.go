@@ -11,9 +11,11 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
+	"github.com/fleetbridge/fleetbridge/internal/fleet"
 	"github.com/fleetbridge/fleetbridge/internal/owned"
 	"github.com/fleetbridge/fleetbridge/internal/testenv"
 )
@@ -54,6 +56,64 @@ func createFleet(ctx context.Context, mgmt *testenv.Management) error {
 		}
 	}
 	return nil
+}
+
+// degradedPair is the pair whose Application the demo reports Degraded, so the fleet page and the
+// Workload status have something to show.
+var degradedPair = struct{ workload, cluster string }{"podinfo", "edge-us"}
+
+// writeApplications writes, for every pair, the Application an ApplicationSet would generate (with the
+// fleetbridge.io/pair label) and the status Argo CD's application controller would write: Synced and
+// Healthy, except degradedPair's. Neither Argo CD controller runs in the demo. It waits until the
+// Workloads' status shows them.
+func writeApplications(ctx context.Context, c client.Client) error {
+	step("writing the Applications an ApplicationSet would generate, with the status Argo CD would report (%s on %s Degraded)", degradedPair.workload, degradedPair.cluster)
+	for _, w := range demoWorkloads {
+		for _, cl := range demoClusters {
+			health := map[string]any{"status": "Healthy"}
+			if w == degradedPair.workload && cl.name == degradedPair.cluster {
+				health = map[string]any{"status": "Degraded", "message": "Deployment podinfo exceeded its progress deadline"}
+			}
+			app := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+				"metadata": map[string]any{"namespace": argoNamespace, "name": w + "-" + cl.name,
+					"labels": map[string]any{"fleetbridge.io/pair": fleet.PairName(workloadNamespace, w, capiNamespace, cl.name)}},
+				"spec": map[string]any{
+					"project":     "default",
+					"source":      map[string]any{"repoURL": "https://example.invalid/" + w, "path": w, "targetRevision": "HEAD"},
+					"destination": map[string]any{"name": capiNamespace + "." + cl.name, "namespace": w},
+				},
+				"status": map[string]any{"sync": map[string]any{"status": "Synced", "revision": "6.8.0"}, "health": health},
+			}}
+			if err := c.Create(ctx, app); err != nil {
+				return fmt.Errorf("create Application %s: %w", app.GetName(), err)
+			}
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		list := &fleetv1.WorkloadList{}
+		if err := c.List(ctx, list); err != nil {
+			return err
+		}
+		shown := 0
+		for _, w := range list.Items {
+			if f := w.Status.Fleet; f != nil && int(f.Healthy+f.Degraded) == len(demoClusters) {
+				shown++
+			}
+		}
+		if shown == len(demoWorkloads) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the Workloads' status does not show the Applications after 30s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // demoRegistration is examples/argocd/registration.yaml and examples/flux/registration.yaml in one.

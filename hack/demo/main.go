@@ -82,7 +82,12 @@ func run(ctx context.Context, opts options) error {
 	defer os.RemoveAll(dir)
 
 	step("starting the management API server (kube-apiserver, etcd, Cluster API and fleetbridge CRDs)")
-	mgmt, err := testenv.StartManagement(testenv.Options{})
+	// Argo CD's CRDs, for the Applications the demo writes as Argo CD would (its controllers do not run).
+	argoCRDs, err := testenv.ArgoCDCRDPaths()
+	if err != nil {
+		return err
+	}
+	mgmt, err := testenv.StartManagement(testenv.Options{ExtraCRDPaths: argoCRDs})
 	if err != nil {
 		return err
 	}
@@ -121,6 +126,9 @@ func run(ctx context.Context, opts options) error {
 		return fmt.Errorf("%w\n--- last lines of fleetbridge's output ---\n%s", err, tail(fb.Output(), 40))
 	}
 	step("fleetbridge registered the fleet in %.1fs", time.Since(start).Seconds())
+	if err := writeApplications(ctx, mgmt.Client); err != nil {
+		return err
+	}
 	if err := printReport(ctx, os.Stdout, mgmt.Client, plugin, opts, files, token); err != nil {
 		return err
 	}

@@ -231,11 +231,15 @@ func (r *report) statusTables(ctx context.Context, c client.Client) error {
 	}
 	r.section("kubectl get workloads -A")
 	tw = tabwriter.NewWriter(r, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREPO\tPATH\tCHART\tCLUSTERS\tREADY")
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tREPO\tPATH\tCHART\tCLUSTERS\tHEALTHY\tREVISION\tREADY")
 	for _, wl := range workloads.Items {
-		status, _ := readyOf(wl.Status.Conditions)
 		src := wl.Spec.Source
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", wl.Namespace, wl.Name, src.RepoURL, src.Path, src.Chart, wl.Status.MatchedClusters, status)
+		healthy, revision := "", ""
+		if f := wl.Status.Fleet; f != nil {
+			healthy, revision = fmt.Sprint(f.Healthy), f.Revision
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", wl.Namespace, wl.Name, src.RepoURL, src.Path, src.Chart,
+			wl.Status.MatchedClusters, healthy, revision, wl.Status.Summary)
 	}
 	return tw.Flush()
 }
