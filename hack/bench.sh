@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 out=bin/bench
 mkdir -p "$out"
 
-echo "== plugin answer, encoding/json floor, snapshot after a change"
-go test -run '^$' -bench 'PluginAnswer|EncodingJSONFloor|SnapshotAfterChange' -benchmem -count=1 ./plugin/ | tee "$out/plugin.txt"
+echo "== plugin answer, encoding/json floor, snapshot after a change, the fleet page"
+go test -run '^$' -bench 'PluginAnswer|EncodingJSONFloor|SnapshotAfterChange|FleetPage' -benchmem -count=1 ./plugin/ | tee "$out/plugin.txt"
 
 echo "== Argo CD v2.14.21 matrix(cluster x list) generator"
 (cd hack/conformance && go test -run '^$' -bench ArgoCDMatrixGenerator -benchtime=1x -benchmem -count=1 .) | tee "$out/argocd.txt"
