@@ -24,7 +24,9 @@ func TestAssign(t *testing.T) {
 	canary := labels.SelectorFromSet(labels.Set{"region": "canary"})
 	eu := labels.SelectorFromSet(labels.Set{"region": "eu"})
 	waves := []Wave{{Name: "canary", Selector: canary}, {Name: "ten-percent", Percent: 10}, {Name: "eu", Selector: eu}}
-	region := func(i int) string { return []string{"canary", "eu", "us", "ap", "eu", "us", "ap", "eu", "us", "ap"}[i%10] }
+	region := func(i int) string {
+		return []string{"canary", "eu", "us", "ap", "eu", "us", "ap", "eu", "us", "ap"}[i%10]
+	}
 	fleet := clusters(2000, region)
 	got := Assign(waves, fleet)
 	counts := make([]int, len(waves)+1)
