@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	fleetv1 "github.com/fleetbridge/fleetbridge/api/v1alpha1"
 	"github.com/fleetbridge/fleetbridge/internal/fleet"
@@ -182,4 +183,38 @@ func createFlux(ctx context.Context, c client.Client, obj *unstructured.Unstruct
 		return fmt.Errorf("%s status: %w", strings.ToLower(obj.GetKind()), err)
 	}
 	return nil
+}
+
+// A kind whose CRD is installed after fleetbridge started (Flux's Kustomization here) is watched from
+// the next look, and its objects show in the Workload status.
+func TestWorkloadFleetStatusFindsLaterCRDs(t *testing.T) {
+	defer func(d time.Duration) { generatedRecheck = d }(generatedRecheck)
+	generatedRecheck = time.Second
+	mgmt, err := testenv.StartManagement(testenv.Options{})
+	must(t, err)
+	defer func() {
+		if err := mgmt.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := mgmt.Client
+	for _, ns := range []string{"fleet", "argocd", "team-a", "flux-apps"} {
+		must(t, mgmt.EnsureNamespace(ctx, ns, nil))
+	}
+	registerCluster(t, ctx, mgmt, "c1")
+	must(t, c.Create(ctx, testWorkload("team-a", "api")))
+	stop := startPlugin(t, mgmt)
+	defer stop()
+
+	fluxCRDs, err := testenv.FluxCRDPaths(testenv.KustomizeControllerModule)
+	must(t, err)
+	_, err = envtest.InstallCRDs(mgmt.Config, envtest.CRDInstallOptions{Paths: fluxCRDs, ErrorIfPathMissing: true})
+	must(t, err)
+	must(t, createFlux(ctx, c, kustomization("api-c1", fleet.PairName("team-a", "api", "fleet", "c1")), metav1.ConditionTrue, "ReconciliationSucceeded", "main@sha1:aaa", "main@sha1:aaa"))
+	testenv.Eventually(t, 20*time.Second, "the Kustomization in api's status", func() error {
+		return expectFleet(ctx, c, types.NamespacedName{Namespace: "team-a", Name: "api"}, fleetv1.WorkloadFleet{Healthy: 1,
+			Revision: "main@sha1:aaa", Revisions: []fleetv1.RevisionCount{{Revision: "main@sha1:aaa", Clusters: 1}}}, "all 1 clusters healthy at main@sha1:aaa")
+	})
 }

@@ -81,14 +81,18 @@ func newGeneratedObjects(mgr ctrl.Manager, log logr.Logger) (*generatedObjects, 
 // NeedLeaderElection: the leader's Workload controller and every replica's fleet page read it.
 func (g *generatedObjects) NeedLeaderElection() bool { return false }
 
-// Start runs the cache and watches each kind whose CRD exists, looking again every 30 s for the others.
+// generatedRecheck is how often the kinds whose CRD is missing are looked for again.
+var generatedRecheck = 30 * time.Second
+
+// Start runs the cache and watches each kind whose CRD exists, looking again for the others every
+// generatedRecheck.
 func (g *generatedObjects) Start(ctx context.Context) error {
 	go func() {
 		if err := g.cache.Start(ctx); err != nil {
 			g.log.Error(err, "the cache of generated objects stopped")
 		}
 	}()
-	tick := time.NewTicker(30 * time.Second)
+	tick := time.NewTicker(generatedRecheck)
 	defer tick.Stop()
 	for {
 		g.watchInstalled(ctx)
@@ -105,12 +109,9 @@ func (g *generatedObjects) watchInstalled(ctx context.Context) {
 		if g.isWatched(k.gvk) {
 			continue
 		}
+		// The manager's mapper asks the API server again for a group it does not know, so a CRD
+		// installed later is found at a later look.
 		if _, err := g.mapper.RESTMapping(k.gvk.GroupKind(), k.gvk.Version); err != nil {
-			if meta.IsNoMatchError(err) {
-				if resettable, ok := g.mapper.(meta.ResettableRESTMapper); ok {
-					resettable.Reset()
-				}
-			}
 			continue
 		}
 		obj := &unstructured.Unstructured{}
