@@ -185,7 +185,8 @@ func parseGridQuery(q url.Values) (gridQuery, error) {
 // grid builds one window of the grid from a snapshot.
 func (s *PageServer) grid(snap *fleet.Snapshot, q gridQuery) Grid {
 	out := Grid{Offset: q.offset, Limit: q.limit, Selector: q.raw, Search: q.search, Version: snap.Version}
-	// A cluster registered by two Registrations is one row.
+	// A cluster registered by two Registrations is one row; the pairs are computed from all its entries,
+	// since a Workload that names a Registration pairs only with that Registration's entry.
 	seen := map[types.NamespacedName]bool{}
 	var rows []fleet.Cluster
 	for _, c := range snap.Clusters {
@@ -198,6 +199,16 @@ func (s *PageServer) grid(snap *fleet.Snapshot, q gridQuery) Grid {
 	}
 	out.Total = len(rows)
 	rows = rows[min(q.offset, len(rows)):min(q.offset+q.limit, len(rows))]
+	inWindow := map[types.NamespacedName]bool{}
+	for _, c := range rows {
+		inWindow[types.NamespacedName{Namespace: c.Namespace, Name: c.Name}] = true
+	}
+	var entries []fleet.Cluster
+	for _, c := range snap.Clusters {
+		if inWindow[types.NamespacedName{Namespace: c.Namespace, Name: c.Name}] {
+			entries = append(entries, c)
+		}
+	}
 	for _, w := range snap.Workloads {
 		out.Workloads = append(out.Workloads, GridWorkload{Namespace: w.Namespace, Name: w.Name})
 	}
@@ -208,7 +219,7 @@ func (s *PageServer) grid(snap *fleet.Snapshot, q gridQuery) Grid {
 			Cells: make([]Cell, len(snap.Workloads)), Labels: labelList(c.Labels)})
 	}
 	now := s.now()
-	window := &fleet.Snapshot{Clusters: rows}
+	window := &fleet.Snapshot{Clusters: entries}
 	for col, w := range snap.Workloads {
 		window.Workloads = []fleet.Workload{w}
 		for _, ref := range window.PairRefs(fleet.Filter{}) {
