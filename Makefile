@@ -154,7 +154,8 @@ test: envtest-assets argocd-bin argocd-v3-bin flux-operator-bin chromium build #
 
 .PHONY: chromium
 chromium: ## Install Debian's chromium, which the fleet page's browser test drives, when it is missing.
-	@command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+	@command -v chromium >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends chromium; }
 
 .PHONY: bench
 bench: envtest-assets argocd-bin argocd-v3-bin build ## Every benchmark of docs/performance.md in one run (about an hour); results in bin/bench/.
