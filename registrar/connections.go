@@ -301,8 +301,10 @@ func unreachable(server, what string, err error) error {
 }
 
 // shortError keeps an error message to one bounded line for status and Events.
-func shortError(err error) string {
-	msg := err.Error()
+func shortError(err error) string { return clip(err.Error()) }
+
+// clip bounds a message copied from elsewhere (an error, a condition of a Cluster) to 200 bytes.
+func clip(msg string) string {
 	if len(msg) > 200 {
 		msg = msg[:200] + "..."
 	}

@@ -1,10 +1,12 @@
 package registrar
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,7 +69,8 @@ type profileFacts struct {
 }
 
 // clusterSeen is what one reconcile learnt of the workload cluster for one Registration, for its
-// ClusterProfile.
+// ClusterProfile: the probe's outcome, and the endpoint and version only when a probe confirmed them
+// (clusterScope.seen).
 type clusterSeen struct {
 	creds   *kubeconfig.Credentials
 	version string
@@ -79,18 +82,12 @@ type clusterSeen struct {
 // Registration registers the Cluster: then it has no profile. A Registration registers the Cluster once
 // a reconcile wrote its outputs, and keeps it while they exist (an unreachable cluster keeps its
 // outputs, and its profile, with ControlPlaneHealthy False). last is the Cluster's previous facts: what
-// this reconcile could not learn (a version, while the cluster does not answer) is kept from them.
+// this reconcile could not confirm (a version, while the cluster does not answer) is kept from them, and
+// what no reconcile since the start confirmed stays empty (desiredProfile then leaves the profile's
+// field as it is).
 func profileFactsFor(cluster *clusterv1.Cluster, active []*fleetv1.Registration, results map[string]clusterResult, written []corev1.Secret, last *profileFacts) *profileFacts {
 	regs := slices.Clone(active)
-	slices.SortFunc(regs, func(a, b *fleetv1.Registration) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(regs, func(a, b *fleetv1.Registration) int { return strings.Compare(a.Name, b.Name) })
 	var f *profileFacts
 	probe := probeUnknown
 	for _, reg := range regs {
@@ -115,9 +112,6 @@ func profileFactsFor(cluster *clusterv1.Cluster, active []*fleetv1.Registration,
 			if f.endpoint.Server == "" && s.creds != nil {
 				f.endpoint = endpointOf(s.creds)
 			}
-		}
-		if f.version == "" {
-			f.version = versionLabelOf(reg.Name, written)
 		}
 	}
 	if f == nil {
@@ -152,15 +146,8 @@ const (
 
 // endpointOf is the kubeconfig cluster entry of a CAPI kubeconfig: server and CA, never a user credential.
 func endpointOf(c *kubeconfig.Credentials) clusterinventory.Cluster {
-	return clusterinventory.Cluster{Server: trimSlash(c.Server), TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure,
+	return clusterinventory.Cluster{Server: strings.TrimSuffix(c.Server, "/"), TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure,
 		CertificateAuthorityData: c.CAData, ProxyURL: c.ProxyURL, DisableCompression: c.DisableCompression}
-}
-
-func trimSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // controlPlaneHealth is the ControlPlaneHealthy condition: Cluster API's ControlPlaneAvailable
@@ -180,16 +167,9 @@ func controlPlaneHealth(cluster *clusterv1.Cluster, probe probeOutcome) (metav1.
 	case c.Status == metav1.ConditionTrue:
 		return metav1.ConditionTrue, fleetv1.ReasonControlPlaneAvailable, "the API server answers, and Cluster API reports the control plane available"
 	case c.Status == metav1.ConditionFalse:
-		return metav1.ConditionFalse, fleetv1.ReasonControlPlaneNotAvailable, "the API server answers, but Cluster API reports the control plane not available: " + truncate(c.Message, 256)
+		return metav1.ConditionFalse, fleetv1.ReasonControlPlaneNotAvailable, "the API server answers, but Cluster API reports the control plane not available: " + clip(c.Message)
 	}
 	return metav1.ConditionUnknown, fleetv1.ReasonControlPlaneAvailabilityUnknown, "the API server answers; Cluster API does not know whether the control plane is available"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // desiredProfile is the ClusterProfile a Cluster's facts make. existing (nil when there is none) keeps
@@ -207,7 +187,8 @@ func desiredProfile(namespace string, cluster types.NamespacedName, f *profileFa
 	}
 	meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{Type: clusterinventory.ConditionControlPlaneHealthy,
 		Status: f.health, Reason: f.reason, Message: f.detail, LastTransitionTime: metav1.NewTime(now.Truncate(time.Second))})
-	p.Status.Version.Kubernetes = f.version
+	// A version or an endpoint no probe since the start confirmed leaves the profile's as it is.
+	p.Status.Version.Kubernetes = cmp.Or(f.version, prev.Version.Kubernetes)
 	observed := map[string]clusterinventory.Property{}
 	for _, prop := range prev.Properties {
 		observed[prop.Name] = prop
@@ -221,6 +202,8 @@ func desiredProfile(namespace string, cluster types.NamespacedName, f *profileFa
 	}
 	if f.endpoint.Server != "" {
 		p.Status.CredentialProviders = []clusterinventory.CredentialProvider{{Name: profileManager, Cluster: f.endpoint}}
+	} else {
+		p.Status.CredentialProviders = prev.CredentialProviders
 	}
 	return p
 }

@@ -33,7 +33,8 @@ func TestProfileFactsFor(t *testing.T) {
 	}
 	creds := &kubeconfig.Credentials{Server: "https://edge-1.example.com:6443/", CAData: []byte("ca"), CertData: []byte("admin cert"), KeyData: []byte("admin key"), BearerToken: "admin token"}
 	answered := &clusterSeen{creds: creds, version: "v1.36.3", probe: probeAnswered}
-	failedProbe := &clusterSeen{creds: creds, probe: probeFailed}
+	// What clusterScope.seen gives: a failed probe confirms no endpoint and no version.
+	failedProbe := &clusterSeen{probe: probeFailed}
 	key := types.NamespacedName{Namespace: "fleet", Name: "edge-1"}
 	written := func(registration, version string) corev1.Secret {
 		rec := owned.Record{Registration: registration, Cluster: key, Output: owned.OutputArgoCD, KubernetesVersion: version, Reachable: true}
@@ -73,10 +74,11 @@ func TestProfileFactsFor(t *testing.T) {
 			results: map[string]clusterResult{"a": {Registered: true, seen: answered}},
 			want: &profileFacts{displayName: "edge-1", version: "v1.36.3", health: metav1.ConditionUnknown, reason: fleetv1.ReasonControlPlaneAvailabilityUnknown,
 				detail: "the API server answers; Cluster API reports no ControlPlaneAvailable condition yet", endpoint: endpoint, properties: map[string]string{}}},
-		{name: "unreachable: kept, with the version its Secret recorded, unhealthy whatever Cluster API says", cluster: cluster(metav1.ConditionTrue),
+		{name: "unreachable: kept, with the version and endpoint a probe last confirmed, unhealthy whatever Cluster API says", cluster: cluster(metav1.ConditionTrue),
 			active:  []*fleetv1.Registration{reg("a")},
 			results: map[string]clusterResult{"a": {Failing: true, Reason: fleetv1.ReasonClusterUnreachable, seen: failedProbe}},
-			written: []corev1.Secret{written("a", "v1.36.2")},
+			written: []corev1.Secret{written("a", "v1.36.9")},
+			last:    &profileFacts{version: "v1.36.2", endpoint: endpoint, health: metav1.ConditionTrue, reason: fleetv1.ReasonControlPlaneAvailable},
 			want: &profileFacts{displayName: "edge-1", version: "v1.36.2", health: metav1.ConditionFalse, reason: fleetv1.ReasonClusterUnreachable,
 				detail: "the API server does not answer fleetbridge's probe", endpoint: endpoint, properties: map[string]string{}}},
 		{name: "one Registration's probe answered: reachable", cluster: cluster(metav1.ConditionTrue), active: []*fleetv1.Registration{reg("a"), reg("b")},
@@ -94,6 +96,12 @@ func TestProfileFactsFor(t *testing.T) {
 			written: []corev1.Secret{written("a", "")},
 			want: &profileFacts{displayName: "edge-1", health: metav1.ConditionUnknown, reason: fleetv1.ReasonControlPlaneAvailabilityUnknown,
 				detail: "fleetbridge has not probed the API server", properties: map[string]string{}}},
+		{name: "unreachable since the start: no version or endpoint, not even the version label someone can write on the output", cluster: cluster(metav1.ConditionTrue),
+			active:  []*fleetv1.Registration{reg("a")},
+			results: map[string]clusterResult{"a": {Failing: true, Reason: fleetv1.ReasonClusterUnreachable, seen: failedProbe}},
+			written: []corev1.Secret{written("a", "v9.9.9-forged")},
+			want: &profileFacts{displayName: "edge-1", health: metav1.ConditionFalse, reason: fleetv1.ReasonClusterUnreachable,
+				detail: "the API server does not answer fleetbridge's probe", properties: map[string]string{}}},
 		{name: "deselected Registration's Secrets do not count", cluster: cluster(metav1.ConditionTrue), written: []corev1.Secret{written("a", "v1.36.2")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,6 +163,12 @@ func TestDesiredProfile(t *testing.T) {
 	none.endpoint = clusterinventory.Cluster{}
 	if p := desiredProfile("inventory", key, &none, nil, t0); len(p.Status.CredentialProviders) != 0 {
 		t.Fatalf("credential providers %+v", p.Status.CredentialProviders)
+	}
+	// A version and an endpoint nothing confirmed since the start leave the profile's as they are.
+	none.version = ""
+	if p := desiredProfile("inventory", key, &none, first, t1); p.Status.Version.Kubernetes != "v1.36.3" ||
+		!reflect.DeepEqual(p.Status.CredentialProviders, first.Status.CredentialProviders) {
+		t.Fatalf("version %q, credential providers %+v", p.Status.Version.Kubernetes, p.Status.CredentialProviders)
 	}
 	raw, err := json.Marshal(first)
 	if err != nil {

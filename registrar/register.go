@@ -51,17 +51,26 @@ type clusterScope struct {
 	// reconcile a lead before probed the cluster and checked its access); rotated: this reconcile
 	// replaces the token the outputs carry.
 	windowWrite, rotated bool
-	// probe is what verifyAccess found (a window write counts the probe of a lead before).
-	probe probeOutcome
+	// probe is what verifyAccess found (a window write counts the probe of a lead before); probedVersion
+	// is the version the workload API server itself answered in this reconcile.
+	probe         probeOutcome
+	probedVersion string
 }
 
 // seen is what the phases that ran learnt of the workload cluster (nil when the kubeconfig could not be
-// read): its endpoint, and what the probe found, if it ran.
+// read): what the probe found, and what a probe in this reconcile confirmed. Only that is published in
+// a ClusterProfile: the TLS handshake verified the server and the CA, and the version is the server's own
+// answer. A window write probed a lead before, with credentials that may have changed since, and the
+// version label on an output is anyone's who can edit the output.
 func (s *clusterScope) seen() *clusterSeen {
 	if s.conn == nil {
 		return nil
 	}
-	return &clusterSeen{creds: s.conn.creds, version: s.facts.KubernetesVersion, probe: s.probe}
+	out := &clusterSeen{probe: s.probe}
+	if s.probe == probeAnswered && !s.windowWrite {
+		out.creds, out.version = s.conn.creds, s.probedVersion
+	}
+	return out
 }
 
 // phase is one step of register; its error carries the reason it is reported under.
@@ -170,7 +179,6 @@ func (r *ClusterReconciler) verifyAccess(ctx context.Context, s *clusterScope) e
 		return nil
 	}
 	facts, err := s.conn.probe(ctx)
-	s.probe = probeAnswered
 	if err != nil {
 		s.probe = probeFailed
 		// Keep the Secrets (the cluster may be back in a minute) but mark them.
@@ -179,6 +187,7 @@ func (r *ClusterReconciler) verifyAccess(ctx context.Context, s *clusterScope) e
 		}
 		return withFallback(err, fleetv1.ReasonClusterUnreachable)
 	}
+	s.probe, s.probedVersion = probeAnswered, facts.KubernetesVersion
 	if facts.KubernetesVersion == "" {
 		facts.KubernetesVersion = versionLabelOf(s.reg.Name, s.written)
 	}
