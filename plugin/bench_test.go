@@ -166,7 +166,7 @@ func BenchmarkSnapshotAfterChange(b *testing.B) {
 func BenchmarkFleetPage(b *testing.B) {
 	store := syntheticStore(1000)
 	generated := &generatedObjects{objects: map[objectKey]generatedEntry{}, byPair: map[string]map[objectKey]bool{},
-		byName: map[string]map[objectKey]bool{}, watched: map[schema.GroupVersionKind]bool{}}
+		byName: map[string]map[objectKey]bool{}, watched: map[schema.GroupVersionKind]bool{}, writesTo: store.WritesTo}
 	for i, ref := range store.Snapshot().PairRefs(fleet.Filter{}) {
 		health := []string{"Healthy", "Healthy", "Healthy", "Progressing", "Degraded"}[i%5]
 		app := &unstructured.Unstructured{Object: map[string]any{

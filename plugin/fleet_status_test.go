@@ -22,8 +22,9 @@ import (
 // CRD and Flux's Kustomization and HelmRelease CRDs. The test writes the objects and their status as
 // Argo CD's ApplicationSet and application controllers, and Flux Operator and Flux's controllers, would:
 // none of them runs here. An object is linked to its pair by the fleetbridge.io/pair label, or by its
-// name; a pair with nothing generated is Missing after the grace period; a status change shows within
-// 5 s.
+// name, and only in a namespace the pair's Registration writes that output to (an Application labelled
+// with a pair in another namespace does not count); a pair with nothing generated is Missing after the
+// grace period; a status change shows within 5 s.
 func TestWorkloadFleetStatus(t *testing.T) {
 	argoCRDs, err := testenv.ArgoCDCRDPaths()
 	must(t, err)
@@ -42,6 +43,9 @@ func TestWorkloadFleetStatus(t *testing.T) {
 	for _, ns := range []string{"fleet", "argocd", "team-a", "flux-apps"} {
 		must(t, mgmt.EnsureNamespace(ctx, ns, nil))
 	}
+	// The Registration writes Argo CD Secrets to argocd and Flux Secrets to flux-apps.
+	must(t, c.Create(ctx, &fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}, Spec: fleetv1.RegistrationSpec{
+		ArgoCD: &fleetv1.ArgoCDTarget{Namespace: "argocd"}, Flux: &fleetv1.FluxTarget{Namespaces: []string{"flux-apps"}}}}))
 	for _, name := range []string{"c1", "c2", "c3"} {
 		registerCluster(t, ctx, mgmt, name)
 	}
@@ -54,6 +58,10 @@ func TestWorkloadFleetStatus(t *testing.T) {
 	must(t, c.Create(ctx, c1))
 	c2 := application(pair("web", "c2"), "", "Synced", "Degraded", "Deployment web exceeded its progress deadline")
 	must(t, c.Create(ctx, c2))
+	// Someone who may create Applications in team-a claims c3's pair: it does not count.
+	forged := application("forged-web-c3", pair("web", "c3"), "Synced", "Healthy", "")
+	forged.SetNamespace("team-a")
+	must(t, c.Create(ctx, forged))
 	// api in Flux: c1 applied and ready, c2 failed, c3 not applied yet.
 	must(t, createFlux(ctx, c, kustomization("api-c1", pair("api", "c1")), metav1.ConditionTrue, "ReconciliationSucceeded", "main@sha1:aaa", "main@sha1:aaa"))
 	must(t, createFlux(ctx, c, helmRelease("api-c2", pair("api", "c2")), metav1.ConditionFalse, "InstallFailed", "", "1.2.3"))
@@ -203,6 +211,8 @@ func TestWorkloadFleetStatusFindsLaterCRDs(t *testing.T) {
 	for _, ns := range []string{"fleet", "argocd", "team-a", "flux-apps"} {
 		must(t, mgmt.EnsureNamespace(ctx, ns, nil))
 	}
+	must(t, c.Create(ctx, &fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}, Spec: fleetv1.RegistrationSpec{
+		ArgoCD: &fleetv1.ArgoCDTarget{Namespace: "argocd"}, Flux: &fleetv1.FluxTarget{Namespaces: []string{"flux-apps"}}}}))
 	registerCluster(t, ctx, mgmt, "c1")
 	must(t, c.Create(ctx, testWorkload("team-a", "api")))
 	stop := startPlugin(t, mgmt)

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	"github.com/fleetbridge/fleetbridge/internal/fleet"
+	"github.com/fleetbridge/fleetbridge/internal/owned"
 )
 
 // PairLabel is the label a template puts on what a pair becomes (an Argo CD Application, a Flux
@@ -44,6 +48,9 @@ type generatedObjects struct {
 	log    logr.Logger
 	// changed is told the pair (label value or object name) of an object that changed.
 	changed func(pair string)
+	// writesTo says whether a Registration writes an output to a namespace (fleet.Store.WritesTo): an
+	// object counts for a pair only there (lookup).
+	writesTo func(registration, output, namespace string) bool
 
 	mu      sync.Mutex
 	objects map[objectKey]generatedEntry
@@ -63,7 +70,7 @@ type generatedEntry struct {
 }
 
 // newGeneratedObjects builds the watcher on a cache of its own, whose transform keeps only what it reads.
-func newGeneratedObjects(mgr ctrl.Manager, log logr.Logger) (*generatedObjects, error) {
+func newGeneratedObjects(mgr ctrl.Manager, writesTo func(registration, output, namespace string) bool, log logr.Logger) (*generatedObjects, error) {
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient:       mgr.GetHTTPClient(),
 		Scheme:           mgr.GetScheme(),
@@ -73,7 +80,7 @@ func newGeneratedObjects(mgr ctrl.Manager, log logr.Logger) (*generatedObjects, 
 	if err != nil {
 		return nil, err
 	}
-	return &generatedObjects{cache: c, mapper: mgr.GetRESTMapper(), log: log,
+	return &generatedObjects{cache: c, mapper: mgr.GetRESTMapper(), log: log, writesTo: writesTo,
 		objects: map[objectKey]generatedEntry{}, byPair: map[string]map[objectKey]bool{}, byName: map[string]map[objectKey]bool{},
 		watched: map[schema.GroupVersionKind]bool{}}, nil
 }
@@ -154,12 +161,12 @@ func (g *generatedObjects) update(kind string, argo bool, o any) {
 		g.unindex(key, old)
 	}
 	g.objects[key] = entry
-	add(g.byPair, entry.pair, key)
+	indexAdd(g.byPair, entry.pair, key)
 	if entry.pair == "" {
-		add(g.byName, key.name, key)
+		indexAdd(g.byName, key.name, key)
 	}
 	g.mu.Unlock()
-	if had && old == entry {
+	if had && reflect.DeepEqual(old, entry) {
 		return
 	}
 	g.notify(key, entry, old, had)
@@ -201,13 +208,13 @@ func (g *generatedObjects) notify(key objectKey, now, old generatedEntry, had bo
 }
 
 func (g *generatedObjects) unindex(key objectKey, e generatedEntry) {
-	drop(g.byPair, e.pair, key)
+	indexDrop(g.byPair, e.pair, key)
 	if e.pair == "" {
-		drop(g.byName, key.name, key)
+		indexDrop(g.byName, key.name, key)
 	}
 }
 
-func add(m map[string]map[objectKey]bool, k string, key objectKey) {
+func indexAdd(m map[string]map[objectKey]bool, k string, key objectKey) {
 	if k == "" {
 		return
 	}
@@ -217,7 +224,7 @@ func add(m map[string]map[objectKey]bool, k string, key objectKey) {
 	m[k][key] = true
 }
 
-func drop(m map[string]map[objectKey]bool, k string, key objectKey) {
+func indexDrop(m map[string]map[objectKey]bool, k string, key objectKey) {
 	delete(m[k], key)
 	if len(m[k]) == 0 {
 		delete(m, k)
@@ -225,22 +232,31 @@ func drop(m map[string]map[objectKey]bool, k string, key objectKey) {
 }
 
 // lookup is the state of what a pair became: the object labelled with the pair's name, else the one
-// named like it. Two labelled objects (a pair generated twice) report the first by kind, namespace and
-// name.
-func (g *generatedObjects) lookup(pair string) (generated, bool) {
-	state, _, ok := g.lookupObject(pair)
+// named like it. Anyone who may create an Application or a Kustomization can put any pair's label on
+// it, so only an object in a namespace the pair's Registration writes that output to counts (Argo CD's
+// namespace for an Application, a Flux namespace for a Kustomization or HelmRelease): only there can the
+// object deploy to the pair's cluster with the credentials fleetbridge wrote. Two objects that count (a
+// pair generated twice) report the first by kind, namespace and name.
+func (g *generatedObjects) lookup(ref fleet.PairRef) (generated, bool) {
+	state, _, ok := g.lookupObject(ref)
 	return state, ok
 }
 
 // lookupObject is lookup, with the object it found.
-func (g *generatedObjects) lookupObject(pair string) (generated, objectKey, bool) {
+func (g *generatedObjects) lookupObject(ref fleet.PairRef) (generated, objectKey, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, set := range []map[objectKey]bool{g.byPair[pair], g.byName[pair]} {
+	for _, set := range []map[objectKey]bool{g.byPair[ref.Name], g.byName[ref.Name]} {
 		var first *objectKey
 		for k := range set {
+			output := owned.OutputFlux
+			if g.objects[k].state.argo {
+				output = owned.OutputArgoCD
+			}
+			if g.writesTo == nil || !g.writesTo(ref.Registration, output, k.namespace) {
+				continue
+			}
 			if first == nil || k.kind < first.kind || k.kind == first.kind && (k.namespace < first.namespace || k.namespace == first.namespace && k.name < first.name) {
-				k := k
 				first = &k
 			}
 		}

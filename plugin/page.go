@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"errors"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net"
@@ -158,7 +159,7 @@ type gridQuery struct {
 }
 
 func parseGridQuery(q url.Values) (gridQuery, error) {
-	out := gridQuery{raw: strings.TrimSpace(q.Get("selector")), search: strings.TrimSpace(q.Get("q")), limit: defaultPageRows, selector: labels.Everything()}
+	out := gridQuery{raw: strings.TrimSpace(q.Get("selector")), search: strings.TrimSpace(q.Get("q")), selector: labels.Everything()}
 	if out.raw != "" {
 		sel, err := labels.Parse(out.raw)
 		if err != nil {
@@ -166,20 +167,25 @@ func parseGridQuery(q url.Values) (gridQuery, error) {
 		}
 		out.selector = sel
 	}
-	for _, p := range []struct {
-		name string
-		dst  *int
-		max  int
-	}{{"offset", &out.offset, 1 << 30}, {"limit", &out.limit, maxPageRows}} {
-		if v := q.Get(p.name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || n > p.max || p.name == "limit" && n == 0 {
-				return out, newError(kindBadRequest, p.name+": want a whole number from "+map[bool]string{true: "1", false: "0"}[p.name == "limit"]+" to "+strconv.Itoa(p.max))
-			}
-			*p.dst = n
-		}
+	var err error
+	if out.offset, err = intParam(q, "offset", 0, 0, 1<<30); err != nil {
+		return out, err
 	}
-	return out, nil
+	out.limit, err = intParam(q, "limit", defaultPageRows, 1, maxPageRows)
+	return out, err
+}
+
+// intParam is a whole-number query parameter between lo and hi, def when absent.
+func intParam(q url.Values, name string, def, lo, hi int) (int, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, newError(kindBadRequest, fmt.Sprintf("%s: want a whole number from %d to %d", name, lo, hi))
+	}
+	return n, nil
 }
 
 // grid builds one window of the grid from a snapshot.
@@ -227,16 +233,16 @@ func (s *PageServer) grid(snap *fleet.Snapshot, q gridQuery) Grid {
 			if !ok {
 				continue
 			}
-			out.Clusters[row].Cells[col] = s.cell(ref.Name, now)
+			out.Clusters[row].Cells[col] = s.cell(ref, now)
 		}
 	}
 	return out
 }
 
 // cell is one pair's state, as Workload status counts it.
-func (s *PageServer) cell(pair string, now time.Time) Cell {
-	obj, key, found := s.generated.lookupObject(pair)
-	p := pairHealth{since: s.owners.missingSinceOf(pair, now)}
+func (s *PageServer) cell(ref fleet.PairRef, now time.Time) Cell {
+	obj, key, found := s.generated.lookupObject(ref)
+	p := pairHealth{since: s.owners.missingSinceOf(ref.Name, now)}
 	if found {
 		p.object = &obj
 	}
@@ -343,7 +349,7 @@ func (s *PageServer) clusterView(snap *fleet.Snapshot, key types.NamespacedName)
 	for _, w := range snap.Workloads {
 		only := &fleet.Snapshot{Clusters: entries, Workloads: []fleet.Workload{w}}
 		for _, ref := range only.PairRefs(fleet.Filter{}) {
-			v.Pairs = append(v.Pairs, PairView{Workload: GridWorkload{Namespace: w.Namespace, Name: w.Name}, Cell: s.cell(ref.Name, now)})
+			v.Pairs = append(v.Pairs, PairView{Workload: GridWorkload{Namespace: w.Namespace, Name: w.Name}, Cell: s.cell(ref, now)})
 		}
 	}
 	return v, nil
@@ -407,8 +413,8 @@ func (s *PageServer) workloadView(snap *fleet.Snapshot, key types.NamespacedName
 	}
 	now := s.now()
 	var pairs []pairHealth
-	for _, ref := range (&fleet.Snapshot{Clusters: snap.Clusters, Workloads: []fleet.Workload{*w}}).PairRefs(fleet.Filter{}) {
-		row := WorkloadCluster{Cluster: ref.Cluster.String(), Cell: s.cell(ref.Name, now)}
+	for _, ref := range snap.PairRefs(fleet.Filter{Workloads: []types.NamespacedName{key}}) {
+		row := WorkloadCluster{Cluster: ref.Cluster.String(), Cell: s.cell(ref, now)}
 		for i, o := range w.Overrides {
 			if o.Selector.Matches(labels.Set(clusters[ref.Cluster].Labels)) {
 				row.Overrides = append(row.Overrides, i)
@@ -416,7 +422,7 @@ func (s *PageServer) workloadView(snap *fleet.Snapshot, key types.NamespacedName
 		}
 		v.Clusters = append(v.Clusters, row)
 		p := pairHealth{cluster: ref.Cluster.String(), since: s.owners.missingSinceOf(ref.Name, now)}
-		if obj, found := s.generated.lookup(ref.Name); found {
+		if obj, found := s.generated.lookup(ref); found {
 			p.object = &obj
 		}
 		pairs = append(pairs, p)

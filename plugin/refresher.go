@@ -39,9 +39,9 @@ type Refresher struct {
 	Tokens   *Tokens
 	Interval time.Duration
 	Log      logr.Logger
-	// AppSets, when set, lists the ApplicationSets from a cache that drops their status (newAppSetCache):
-	// an ApplicationSet's status lists every Application it generated, megabytes at fleet scale, and the
-	// refresher reads only the spec and annotations. Nil lists them from the API server.
+	// AppSets lists the ApplicationSets, from a cache that drops their status (newAppSetCache): an
+	// ApplicationSet's status lists every Application it generated, megabytes at fleet scale, and the
+	// refresher reads only the spec and annotations. Client only patches.
 	AppSets client.Reader
 
 	answers map[types.NamespacedName]string // ApplicationSet -> hash of the pairs it got last time
@@ -119,11 +119,7 @@ func (r *Refresher) refresh(ctx context.Context) (again bool, err error) {
 	list := &unstructured.UnstructuredList{}
 	list.SetAPIVersion("argoproj.io/v1alpha1")
 	list.SetKind("ApplicationSetList")
-	reader := client.Reader(r.Client)
-	if r.AppSets != nil {
-		reader = r.AppSets
-	}
-	if err := reader.List(ctx, list); err != nil {
+	if err := r.AppSets.List(ctx, list); err != nil {
 		if meta.IsNoMatchError(err) {
 			return false, nil // Argo CD is not installed here.
 		}

@@ -99,7 +99,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Store, e
 	})); err != nil {
 		return nil, err
 	}
-	generatedObjs, err := newGeneratedObjects(mgr, log)
+	generatedObjs, err := newGeneratedObjects(mgr, store.WritesTo, log)
 	if err != nil {
 		return nil, err
 	}

@@ -73,17 +73,18 @@ func (r *WorkloadReconciler) fleetStatus(w *fleetv1.Workload, snap *fleet.Snapsh
 	if r.Generated == nil {
 		return nil, "", 0
 	}
-	converted, err := fleet.WorkloadFrom(w)
-	if err != nil || snap.Invalid[types.NamespacedName{Namespace: w.Namespace, Name: w.Name}] != nil {
+	// The pairs as the snapshot has them, which is what the plugin answers Argo CD and Flux with.
+	key := types.NamespacedName{Namespace: w.Namespace, Name: w.Name}
+	if snap.Invalid[key] != nil {
 		return nil, "", 0
 	}
-	refs := (&fleet.Snapshot{Clusters: snap.Clusters, Workloads: []fleet.Workload{converted}}).PairRefs(fleet.Filter{})
+	refs := snap.PairRefs(fleet.Filter{Workloads: []types.NamespacedName{key}})
 	names := make([]string, len(refs))
 	states := make([]*generated, len(refs))
 	missing := map[string]bool{}
 	for i, ref := range refs {
 		names[i] = ref.Name
-		if st, ok := r.Generated.lookup(ref.Name); ok {
+		if st, ok := r.Generated.lookup(ref); ok {
 			states[i] = &st
 		} else {
 			missing[ref.Name] = true

@@ -206,18 +206,20 @@ func (s *Snapshot) CountPairs(f Filter) int {
 	return n
 }
 
-// PairRef names one pair: its parameter `name` (what a template puts in the fleetbridge.io/pair label)
-// and its CAPI Cluster.
+// PairRef names one pair: its parameter `name` (what a template puts in the fleetbridge.io/pair label),
+// its CAPI Cluster and the Registration that registered it.
 type PairRef struct {
-	Name    string
-	Cluster types.NamespacedName
+	Name         string
+	Cluster      types.NamespacedName
+	Registration string
 }
 
 // PairRefs lists the pairs the filter allows, in answer order.
 func (s *Snapshot) PairRefs(f Filter) []PairRef {
 	var out []PairRef
 	_ = s.forEachPair(f, func(w *Workload, c *Cluster) error {
-		out = append(out, PairRef{Name: PairName(w.Namespace, w.Name, c.Namespace, c.Name), Cluster: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
+		out = append(out, PairRef{Name: PairName(w.Namespace, w.Name, c.Namespace, c.Name), Cluster: types.NamespacedName{Namespace: c.Namespace, Name: c.Name},
+			Registration: c.Registration})
 		return nil
 	})
 	return out

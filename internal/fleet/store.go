@@ -341,8 +341,15 @@ func (s *Store) Snapshot() *Snapshot {
 	return snap
 }
 
-// writesTo says whether a Registration writes its output to a namespace: Argo CD's namespace for the
-// Argo CD output, a listed or selected namespace for Flux. Call with mu held.
+// WritesTo says whether a Registration writes its output to a namespace: Argo CD's namespace for the
+// Argo CD output, a listed or selected namespace for Flux.
+func (s *Store) WritesTo(registration, output, namespace string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writesTo(registration, output, namespace)
+}
+
+// writesTo is WritesTo; call with mu held.
 func (s *Store) writesTo(registration, output, namespace string) bool {
 	reg := s.registrations[registration]
 	if reg == nil {
