@@ -61,7 +61,8 @@ type registrationLookup interface {
 // NewPageServer builds the page server and its routes.
 func NewPageServer(f Fleet, regs registrationLookup, generated *generatedObjects, owners *workloadOfPair, grace time.Duration, argoURL string, log logr.Logger) (*PageServer, error) {
 	gin.SetMode(gin.ReleaseMode)
-	pages, err := template.New("pages").Funcs(template.FuncMap{"stateClass": strings.ToLower, "inc": func(i int) int { return i + 1 }}).ParseFS(pageFiles, "page/*.html")
+	pages, err := template.New("pages").Funcs(template.FuncMap{"stateClass": strings.ToLower, "inc": func(i int) int { return i + 1 },
+		"title": func(kind, namespace, name string) map[string]string { return map[string]string{"Title": kind + " " + namespace + "/" + name} }}).ParseFS(pageFiles, "page/*.html")
 	if err != nil {
 		return nil, err
 	}
