@@ -30,22 +30,8 @@ func TestWorkloadFleetStatus(t *testing.T) {
 	must(t, err)
 	fluxCRDs, err := testenv.FluxCRDPaths(testenv.KustomizeControllerModule, testenv.HelmControllerModule)
 	must(t, err)
-	mgmt, err := testenv.StartManagement(testenv.Options{ExtraCRDPaths: append(argoCRDs, fluxCRDs...)})
-	must(t, err)
-	defer func() {
-		if err := mgmt.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	mgmt, ctx := fleetStatusBed(t, append(argoCRDs, fluxCRDs...))
 	c := mgmt.Client
-	for _, ns := range []string{"fleet", "argocd", "team-a", "flux-apps"} {
-		must(t, mgmt.EnsureNamespace(ctx, ns, nil))
-	}
-	// The Registration writes Argo CD Secrets to argocd and Flux Secrets to flux-apps.
-	must(t, c.Create(ctx, &fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}, Spec: fleetv1.RegistrationSpec{
-		ArgoCD: &fleetv1.ArgoCDTarget{Namespace: "argocd"}, Flux: &fleetv1.FluxTarget{Namespaces: []string{"flux-apps"}}}}))
 	for _, name := range []string{"c1", "c2", "c3"} {
 		registerCluster(t, ctx, mgmt, name)
 	}
@@ -198,21 +184,8 @@ func createFlux(ctx context.Context, c client.Client, obj *unstructured.Unstruct
 func TestWorkloadFleetStatusFindsLaterCRDs(t *testing.T) {
 	defer func(d time.Duration) { generatedRecheck = d }(generatedRecheck)
 	generatedRecheck = time.Second
-	mgmt, err := testenv.StartManagement(testenv.Options{})
-	must(t, err)
-	defer func() {
-		if err := mgmt.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	mgmt, ctx := fleetStatusBed(t, nil)
 	c := mgmt.Client
-	for _, ns := range []string{"fleet", "argocd", "team-a", "flux-apps"} {
-		must(t, mgmt.EnsureNamespace(ctx, ns, nil))
-	}
-	must(t, c.Create(ctx, &fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}, Spec: fleetv1.RegistrationSpec{
-		ArgoCD: &fleetv1.ArgoCDTarget{Namespace: "argocd"}, Flux: &fleetv1.FluxTarget{Namespaces: []string{"flux-apps"}}}}))
 	registerCluster(t, ctx, mgmt, "c1")
 	must(t, c.Create(ctx, testWorkload("team-a", "api")))
 	stop := startPlugin(t, mgmt)
@@ -227,4 +200,25 @@ func TestWorkloadFleetStatusFindsLaterCRDs(t *testing.T) {
 		return expectFleet(ctx, c, types.NamespacedName{Namespace: "team-a", Name: "api"}, fleetv1.WorkloadFleet{Healthy: 1,
 			Revision: "main@sha1:aaa", Revisions: []fleetv1.RevisionCount{{Revision: "main@sha1:aaa", Clusters: 1}}}, "all 1 clusters healthy at main@sha1:aaa")
 	})
+}
+
+// fleetStatusBed starts a management server with the extra CRDs, its namespaces, and the Registration
+// "fleet", which writes Argo CD Secrets to argocd and Flux Secrets to flux-apps; the test's end stops it.
+func fleetStatusBed(t *testing.T, crds []string) (*testenv.Management, context.Context) {
+	t.Helper()
+	mgmt, err := testenv.StartManagement(testenv.Options{ExtraCRDPaths: crds})
+	must(t, err)
+	t.Cleanup(func() {
+		if err := mgmt.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	for _, ns := range []string{"fleet", "argocd", "team-a", "flux-apps"} {
+		must(t, mgmt.EnsureNamespace(ctx, ns, nil))
+	}
+	must(t, mgmt.Client.Create(ctx, &fleetv1.Registration{ObjectMeta: metav1.ObjectMeta{Name: "fleet"}, Spec: fleetv1.RegistrationSpec{
+		ArgoCD: &fleetv1.ArgoCDTarget{Namespace: "argocd"}, Flux: &fleetv1.FluxTarget{Namespaces: []string{"flux-apps"}}}}))
+	return mgmt, ctx
 }
