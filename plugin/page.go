@@ -62,7 +62,9 @@ type registrationLookup interface {
 func NewPageServer(f Fleet, regs registrationLookup, generated *generatedObjects, owners *workloadOfPair, grace time.Duration, argoURL string, log logr.Logger) (*PageServer, error) {
 	gin.SetMode(gin.ReleaseMode)
 	pages, err := template.New("pages").Funcs(template.FuncMap{"stateClass": strings.ToLower, "inc": func(i int) int { return i + 1 },
-		"title": func(kind, namespace, name string) map[string]string { return map[string]string{"Title": kind + " " + namespace + "/" + name} }}).ParseFS(pageFiles, "page/*.html")
+		"title": func(kind, namespace, name string) map[string]string {
+			return map[string]string{"Title": kind + " " + namespace + "/" + name}
+		}}).ParseFS(pageFiles, "page/*.html")
 	if err != nil {
 		return nil, err
 	}
